@@ -1,0 +1,40 @@
+import GatewayCore
+
+/// Settings of the `fanout` stage.
+///
+/// | key | type | default | constraint |
+/// |---|---|---|---|
+/// | `fanout_on_read_above` | int | 1000 | >= 2: groups with more members are served fanout-on-read |
+public struct FanoutSettings: Codable, Sendable {
+    public var fanoutOnReadAbove: Int
+
+    enum CodingKeys: String, CodingKey { case fanoutOnReadAbove = "fanout_on_read_above" }
+
+    public init(fanoutOnReadAbove: Int = 1000) { self.fanoutOnReadAbove = fanoutOnReadAbove }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        fanoutOnReadAbove = try c.decodeIfPresent(Int.self, forKey: .fanoutOnReadAbove) ?? 1000
+        if fanoutOnReadAbove < 2 {
+            throw DecodingError.dataCorruptedError(forKey: .fanoutOnReadAbove, in: c, debugDescription: "must be at least 2 (was \(fanoutOnReadAbove))")
+        }
+    }
+}
+
+/// Resolves who gets a message: the 1:1 peer and the sender, or every member of the group.
+/// The gateway appends the message to each of their inboxes atomically with the message itself.
+public struct FanoutStage: Stage {
+    public let settings: FanoutSettings
+
+    public init(settings: FanoutSettings) { self.settings = settings }
+
+    public func process(_ envelope: inout Envelope, context: StageContext) async throws -> StageOutcome {
+        guard let to = envelope.to else { return .continue }
+        envelope.recipients = try await Recipients.resolve(to: to, sender: envelope.sender.user, groups: context.stores.groups)
+        return .continue
+    }
+
+    public static let factory = StageFactory(kind: "fanout", settings: FanoutSettings.self) { settings, _ in
+        FanoutStage(settings: settings)
+    }
+}

@@ -1,0 +1,31 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Wall-clock time in milliseconds since the Unix epoch.
+///
+/// Injected wherever time matters (Snowflake ids, token expiry, presence, backoff) so tests
+/// can step it, including backwards.
+public protocol GatewayClock: Sendable {
+    func nowMillis() -> Int64
+}
+
+/// The system's real-time clock.
+public struct SystemClock: GatewayClock {
+    public init() {}
+
+    public func nowMillis() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+    }
+}
+
+/// Monotonic nanoseconds, for measuring durations.
+@inline(__always) func monotonicNanos() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+}

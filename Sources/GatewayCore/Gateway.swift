@@ -1,0 +1,323 @@
+import Logging
+import NIOCore
+import Synchronization
+
+/// The engine every transport drives: it authenticates, opens sessions, runs client frames
+/// through the pipeline, commits messages (group commit) and delivers them to live sessions.
+///
+/// Transports only turn bytes into frames and frames into bytes; the HTTP API calls the same
+/// methods with a principal of transport `.http`.
+public final class Gateway: Sendable {
+    public let node: NodeSettings
+    public let limits: LimitSettings
+    public let presenceSettings: PresenceSettings
+    public let stores: Stores
+    public let hub: SessionHub
+    public let committer: Committer
+    public let clock: any GatewayClock
+    public let stats: GatewayStats
+    public let logger: Logger
+    /// Guards the pipeline in force; a reload swaps it.
+    private let current: Mutex<Pipeline>
+    /// Guards the counter that makes session ids unique on this node.
+    private let sessionCounter = Mutex<UInt64>(0)
+
+    public init(
+        configuration: GatewayConfiguration, stores: Stores, hub: SessionHub, pipeline: Pipeline, clock: any GatewayClock,
+        logger: Logger, faults: StoreFaults = StoreFaults()
+    ) {
+        node = configuration.node
+        limits = configuration.limits
+        presenceSettings = configuration.presence
+        self.stores = stores
+        self.hub = hub
+        self.clock = clock
+        self.logger = logger
+        let stats = GatewayStats(startedAt: clock.nowMillis())
+        self.stats = stats
+        current = Mutex(pipeline)
+        committer = Committer(store: stores.messages, maxPending: configuration.limits.maxPendingCommits, faults: faults, logger: logger) {
+            batch, outcomes in
+            Gateway.deliver(batch: batch, outcomes: outcomes, hub: hub, stats: stats)
+        }
+    }
+
+    /// The pipeline in force.
+    public var pipeline: Pipeline { current.withLock { $0 } }
+
+    /// Puts a new pipeline in force for frames that arrive from now on; frames in flight finish
+    /// on the one they started with.
+    public func replacePipeline(_ pipeline: Pipeline) {
+        current.withLock { $0 = pipeline }
+    }
+
+    // MARK: Sessions
+
+    /// Verifies a token with the pipeline's auth stage.
+    public func authenticate(token: String) async throws(GatewayError) -> Identity {
+        guard let authenticator = pipeline.authenticator else { throw .unauthorized("no auth stage configured") }
+        return try await authenticator.authenticate(token: token)
+    }
+
+    /// A new session id, unique on this node.
+    public func makeSessionID() -> String {
+        let n = sessionCounter.withLock { counter -> UInt64 in
+            counter &+= 1
+            return counter
+        }
+        return "\(node.id)-\(stats.startedAt % 1_000_000_000)-\(n)"
+    }
+
+    /// Registers a live session; refuses past the caps.
+    public func open(identity: Identity, device: String?, transport: TransportKind, remoteAddress: String?, connection: any SessionConnection) throws(GatewayError) -> Session {
+        let sessionID = makeSessionID()
+        let principal = Principal(user: identity.user, device: device ?? sessionID, session: sessionID, transport: transport, remoteAddress: remoteAddress)
+        let session = Session(principal: principal, connection: connection, openedAt: clock.nowMillis(), tokenExpiresAt: identity.expiresAt)
+        try hub.register(session)
+        return session
+    }
+
+    public func close(_ session: Session) {
+        hub.unregister(session)
+    }
+
+    /// The `hello` frame for a new session.
+    public func hello(for session: Session) async -> ByteBuffer {
+        let head = (try? await stores.messages.inboxHead(user: session.user)) ?? 0
+        return ServerFrame.hello(
+            user: session.user, device: session.principal.device, session: session.id, node: node.id,
+            heartbeatMs: presenceSettings.heartbeatMs, maxFrameBytes: limits.maxFrameBytes, inboxSeq: head)
+    }
+
+    // MARK: Frames
+
+    /// Parses and handles one client frame's JSON text; `reply` gets the direct reply, if any.
+    /// Returns the error the client was answered with, if any.
+    @discardableResult
+    public func handle(text: ByteBuffer, principal: Principal, reply: (ByteBuffer) -> Void) async -> GatewayError? {
+        stats.framesIn.wrappingIncrement(ordering: .relaxed)
+        let parsed: Result<ClientFrame, FrameError> = text.withUnsafeReadableBytes { bytes in
+            do throws(FrameError) {
+                return .success(try ClientFrame.parse(bytes))
+            } catch {
+                return .failure(error)
+            }
+        }
+        switch parsed {
+        case .success(let frame):
+            return await handle(frame, principal: principal, reply: reply)
+        case .failure(let error):
+            reply(ServerFrame.error(error.error, ref: error.ref))
+            return error.error
+        }
+    }
+
+    /// Handles one parsed client frame (not `auth`, which the transports handle). Returns the
+    /// error the client was answered with, if any.
+    @discardableResult
+    public func handle(_ frame: ClientFrame, principal: Principal, reply: (ByteBuffer) -> Void) async -> GatewayError? {
+        do {
+            switch frame.kind {
+            case .ping:
+                reply(ServerFrame.pong(ref: frame.ref))
+            case .send:
+                try await send(frame, principal: principal, reply: reply)
+            case .sync:
+                let request = try frame.syncRequest()
+                reply(try await sync(user: principal.user, since: request.since, limit: request.limit, ref: frame.ref))
+            case .history:
+                let request = try frame.historyRequest()
+                reply(try await history(user: principal.user, with: request.with, before: request.before, limit: request.limit, ref: frame.ref))
+            case .typing:
+                try await typing(frame, principal: principal)
+            case .read:
+                try await read(frame, principal: principal)
+            case .presenceSubscribe:
+                let users = try frame.presenceUsers()
+                reply(presenceReply(users: users, ref: frame.ref))
+            case .presenceUnsubscribe:
+                _ = try frame.presenceUsers()
+            case .auth:
+                throw GatewayError.badFrame("already authenticated")
+            }
+            return nil
+        } catch {
+            let clientError = GatewayError.from(error)
+            if clientError.code == .internal {
+                logger.error("frame failed", metadata: ["error": "\(error)", "gateway.frame": "\(frame.kind.rawValue)"])
+            }
+            reply(ServerFrame.error(clientError, ref: frame.ref))
+            return clientError
+        }
+    }
+
+    private func send(_ frame: ClientFrame, principal: Principal, reply: (ByteBuffer) -> Void) async throws {
+        let request = try frame.sendRequest()
+        var envelope = Envelope(
+            kind: .send, sender: principal, ref: frame.ref, frame: frame.object, to: request.to, body: request.body,
+            clientMsgID: request.clientMsgID, attachments: request.attachments, timestamp: clock.nowMillis())
+        let pipeline = self.pipeline
+        switch await pipeline.run(&envelope) {
+        case .continue:
+            break
+        case .reject(let error):
+            stats.messagesRejected.wrappingIncrement(ordering: .relaxed)
+            throw error
+        case .reply(var object):
+            object["ref"] = frame.ref.map { .string($0) }
+            reply(ServerFrame.object(object))
+            return
+        }
+        guard let id = envelope.id, let to = envelope.to, let body = envelope.body, let clientMsgID = envelope.clientMsgID else {
+            stats.messagesRejected.wrappingIncrement(ordering: .relaxed)
+            logger.error("the pipeline let a message through without an id; add an 'id' stage")
+            throw GatewayError.internalError
+        }
+        let message = StoredMessage(
+            id: id, from: principal.user, to: to, timestamp: envelope.timestamp, clientMsgID: clientMsgID, body: body.jsonBytes,
+            attachments: envelope.attachments.map { JSONValue.array($0).jsonBytes })
+        let recipients: [String]
+        if let resolved = envelope.recipients {
+            recipients = resolved
+        } else {
+            recipients = try await Recipients.resolve(to: to, sender: principal.user, groups: stores.groups)
+        }
+        guard envelope.persist else {
+            // No persist stage: relay live only, no inbox and so no seq.
+            let pending = PendingMessage(message: message, inboxes: recipients, originSession: principal.session)
+            Gateway.deliverEphemeral(pending, hub: hub, stats: stats)
+            stats.messagesAccepted.wrappingIncrement(ordering: .relaxed)
+            reply(ServerFrame.ack(ref: frame.ref, id: id, seq: nil, timestamp: message.timestamp, clientMsgID: clientMsgID, duplicate: false))
+            return
+        }
+        let outcome: CommitOutcome
+        do {
+            outcome = try await committer.commit(PendingMessage(message: message, inboxes: recipients, originSession: principal.session))
+        } catch {
+            stats.messagesRejected.wrappingIncrement(ordering: .relaxed)
+            throw error
+        }
+        switch outcome {
+        case .stored(let stored, let seqs):
+            stats.messagesAccepted.wrappingIncrement(ordering: .relaxed)
+            let seq = seqs.first(where: { $0.user == principal.user })?.seq
+            reply(ServerFrame.ack(ref: frame.ref, id: stored.id, seq: seq, timestamp: stored.timestamp, clientMsgID: clientMsgID, duplicate: false))
+            await pipeline.committed(envelope, outcome: outcome)
+        case .duplicate(let original, let senderSeq):
+            reply(
+                ServerFrame.ack(
+                    ref: frame.ref, id: original.id, seq: senderSeq > 0 ? senderSeq : nil, timestamp: original.timestamp,
+                    clientMsgID: clientMsgID, duplicate: true))
+        }
+    }
+
+    /// Live delivery after a group commit, in commit order: each recipient's sessions get the
+    /// message with that recipient's seq; the sending session gets its ack instead.
+    static func deliver(batch: [PendingMessage], outcomes: [CommitOutcome], hub: SessionHub, stats: GatewayStats) {
+        for (pending, outcome) in zip(batch, outcomes) {
+            guard case .stored(let message, let seqs) = outcome else { continue }
+            var template: MessageFrameTemplate?
+            for entry in seqs {
+                let reached = hub.deliver(to: entry.user, exceptSession: pending.originSession) {
+                    let t = template ?? MessageFrameTemplate(message)
+                    template = t
+                    return t.frame(seq: entry.seq)
+                }
+                if reached > 0 { stats.deliveries.wrappingIncrement(by: reached, ordering: .relaxed) }
+            }
+        }
+    }
+
+    static func deliverEphemeral(_ pending: PendingMessage, hub: SessionHub, stats: GatewayStats) {
+        var frame: ByteBuffer?
+        for user in pending.inboxes {
+            let reached = hub.deliver(to: user, exceptSession: pending.originSession) {
+                let f = frame ?? ServerFrame.message(pending.message, seq: nil)
+                frame = f
+                return f
+            }
+            if reached > 0 { stats.deliveries.wrappingIncrement(by: reached, ordering: .relaxed) }
+        }
+    }
+
+    // MARK: Reads
+
+    /// A `sync` reply: the user's inbox after `since`.
+    public func sync(user: String, since: Int64, limit: Int, ref: String?) async throws -> ByteBuffer {
+        let head = try await stores.messages.inboxHead(user: user)
+        guard since <= head else {
+            throw GatewayError.badFrame("'since' (\(since)) is beyond the inbox's last seq (\(head))")
+        }
+        let page = try await stores.messages.inbox(user: user, after: since, limit: limit)
+        let next = page.entries.last?.seq ?? since
+        return ServerFrame.sync(ref: ref, entries: page.entries, next: next, more: page.more)
+    }
+
+    /// A `history` reply for a conversation the user is part of.
+    public func history(user: String, with: Address, before: UInt64?, limit: Int, ref: String?) async throws -> ByteBuffer {
+        if case .group(let id) = with {
+            guard try await stores.groups.isMember(user, of: id) else {
+                throw GatewayError.forbidden("not a member of group '\(id)'")
+            }
+        }
+        let page = try await stores.messages.history(conversation: with.conversationKey(sender: user), before: before, limit: limit)
+        return ServerFrame.history(ref: ref, messages: page.messages, more: page.more)
+    }
+
+    // MARK: Ephemeral frames
+
+    private func typing(_ frame: ClientFrame, principal: Principal) async throws {
+        let to = try frame.typingRequest()
+        var envelope = Envelope(kind: .typing, sender: principal, ref: frame.ref, frame: frame.object, to: to, timestamp: clock.nowMillis())
+        if case .reject(let error) = await pipeline.run(&envelope) { throw error }
+        let recipients = try await Recipients.resolve(to: envelope.to ?? to, sender: principal.user, groups: stores.groups)
+        var w = JSONWriter(capacity: 96)
+        w.raw("{\"type\":\"typing\",\"from\":")
+        w.string(principal.user)
+        w.raw(",\"to\":")
+        (envelope.to ?? to).write(to: &w)
+        w.raw("}")
+        let bytes = ByteBuffer(bytes: w.bytes)
+        for user in recipients where user != principal.user {
+            hub.deliver(to: user) { bytes }
+        }
+    }
+
+    private func read(_ frame: ClientFrame, principal: Principal) async throws {
+        let request = try frame.readRequest()
+        var envelope = Envelope(kind: .read, sender: principal, ref: frame.ref, frame: frame.object, to: request.with, timestamp: clock.nowMillis())
+        if case .reject(let error) = await pipeline.run(&envelope) { throw error }
+        let recipients = try await Recipients.resolve(to: request.with, sender: principal.user, groups: stores.groups)
+        for user in recipients where user != principal.user {
+            // Each member sees the conversation from their side: 1:1 receipts name the reader.
+            let with: Address
+            switch request.with {
+            case .user: with = .user(principal.user)
+            case .group: with = request.with
+            }
+            let receipt: JSONObject = [
+                "type": "receipt", "from": .string(principal.user), "with": with.json, "up_to": .string(String(request.upTo)),
+            ]
+            hub.deliver(to: user) { ServerFrame.object(receipt) }
+        }
+    }
+
+    /// A `presence` reply with the current state of each user on this node.
+    public func presenceReply(users: [String], ref: String?) -> ByteBuffer {
+        var object: JSONObject = ["type": "presence"]
+        if let ref { object["ref"] = .string(ref) }
+        object["users"] = .array(users.map { presenceEntry($0) })
+        return ServerFrame.object(object)
+    }
+
+    func presenceEntry(_ user: String) -> JSONValue {
+        let sessions = hub.sessions(of: user)
+        let lastActive = sessions.map { $0.lastActiveAt.load(ordering: .relaxed) }.max() ?? 0
+        return ["user": .string(user), "status": .string(sessions.isEmpty ? "offline" : "online"), "last_active_at": .int(lastActive)]
+    }
+
+    /// Stops taking messages and waits for queued commits to finish.
+    public func drain() async {
+        await committer.close()
+    }
+}

@@ -1,0 +1,119 @@
+import Atomics
+import NIOCore
+import Synchronization
+
+/// The live sessions on this node, by user: who is online and where to deliver.
+public final class SessionHub: PresenceQuery, Sendable {
+    /// Guards the map of user → live sessions.
+    private let sessions = Mutex<[String: [Session]]>([:])
+    private let websocketCount = ManagedAtomic<Int>(0)
+    private let longpollCount = ManagedAtomic<Int>(0)
+    private let maxSessionsPerUser: Int
+    private let maxConnections: Int
+    private let onlineObserver: (@Sendable (_ user: String, _ online: Bool) -> Void)?
+
+    /// - Parameter onlineObserver: told when a user's first session opens and last one closes.
+    public init(maxSessionsPerUser: Int, maxConnections: Int, onlineObserver: (@Sendable (String, Bool) -> Void)? = nil) {
+        self.maxSessionsPerUser = maxSessionsPerUser
+        self.maxConnections = maxConnections
+        self.onlineObserver = onlineObserver
+    }
+
+    /// Whether one more connection fits under `limits.max_connections`.
+    public var hasCapacity: Bool { connectionCount < maxConnections }
+
+    public var connectionCount: Int {
+        websocketCount.load(ordering: .relaxed) + longpollCount.load(ordering: .relaxed)
+    }
+
+    public func count(of transport: TransportKind) -> Int {
+        switch transport {
+        case .websocket: websocketCount.load(ordering: .relaxed)
+        case .longpoll: longpollCount.load(ordering: .relaxed)
+        case .http: 0
+        }
+    }
+
+    /// Whether `user` may open another session (checked before a WebSocket upgrade).
+    public func canOpen(user: String) -> Bool {
+        sessions.withLock { ($0[user]?.count ?? 0) < maxSessionsPerUser }
+    }
+
+    /// Adds a session; refuses past the per-user and per-node caps.
+    public func register(_ session: Session) throws(GatewayError) {
+        let result: Result<Bool, GatewayError> = sessions.withLock { map in
+            var list = map[session.user] ?? []
+            guard list.count < maxSessionsPerUser else {
+                return .failure(GatewayError(.rateLimited, "too many sessions for this user (\(maxSessionsPerUser))", retryAfterMs: 5000))
+            }
+            let first = list.isEmpty
+            list.append(session)
+            map[session.user] = list
+            return .success(first)
+        }
+        let first = try result.get()
+        counter(for: session.principal.transport)?.wrappingIncrement(ordering: .relaxed)
+        if first { onlineObserver?(session.user, true) }
+    }
+
+    /// Removes a session (idempotent).
+    public func unregister(_ session: Session) {
+        let (removed, last): (Bool, Bool) = sessions.withLock { map in
+            guard var list = map[session.user], let index = list.firstIndex(where: { $0 === session }) else { return (false, false) }
+            list.remove(at: index)
+            if list.isEmpty {
+                map[session.user] = nil
+                return (true, true)
+            }
+            map[session.user] = list
+            return (true, false)
+        }
+        guard removed else { return }
+        counter(for: session.principal.transport)?.wrappingDecrement(ordering: .relaxed)
+        if last { onlineObserver?(session.user, false) }
+    }
+
+    private func counter(for transport: TransportKind) -> ManagedAtomic<Int>? {
+        switch transport {
+        case .websocket: websocketCount
+        case .longpoll: longpollCount
+        case .http: nil
+        }
+    }
+
+    public func sessions(of user: String) -> [Session] {
+        sessions.withLock { $0[user] ?? [] }
+    }
+
+    public func isOnline(_ user: String) -> Bool {
+        sessions.withLock { $0[user] != nil }
+    }
+
+    public var onlineUserCount: Int {
+        sessions.withLock { $0.count }
+    }
+
+    public func allSessions() -> [Session] {
+        sessions.withLock { $0.values.flatMap { $0 } }
+    }
+
+    /// Sends a frame to every live session of `user` except `exceptSession`; the frame is built
+    /// only if there is someone to send it to. Returns the number of sessions reached.
+    @discardableResult
+    public func deliver(to user: String, exceptSession: String? = nil, frame: () -> ByteBuffer) -> Int {
+        let targets = sessions.withLock { $0[user] }
+        guard let targets, !targets.isEmpty else { return 0 }
+        var built: ByteBuffer?
+        var reached = 0
+        for session in targets where session.id != exceptSession {
+            let bytes = built ?? frame()
+            built = bytes
+            if session.connection.send(bytes) {
+                reached += 1
+            } else {
+                session.connection.close(code: .slowConsumer, reason: "outbound queue full")
+            }
+        }
+        return reached
+    }
+}

@@ -1,0 +1,73 @@
+/// A message as the store keeps it and the gateway delivers it.
+///
+/// The body and attachments are kept as JSON text, encoded once when the message is accepted,
+/// so sync, history and every live delivery splice them into frames without re-encoding.
+public struct StoredMessage: Sendable, Hashable {
+    public var id: UInt64
+    public var from: String
+    public var to: Address
+    public var timestamp: Int64
+    public var clientMsgID: String
+    /// The body's JSON text.
+    public var body: [UInt8]
+    /// The `attachments` array's JSON text, when the message has attachments.
+    public var attachments: [UInt8]?
+
+    public init(id: UInt64, from: String, to: Address, timestamp: Int64, clientMsgID: String, body: [UInt8], attachments: [UInt8]? = nil) {
+        self.id = id
+        self.from = from
+        self.to = to
+        self.timestamp = timestamp
+        self.clientMsgID = clientMsgID
+        self.body = body
+        self.attachments = attachments
+    }
+
+    /// The conversation key this message belongs to (see `Address.conversationKey`).
+    public var conversation: String { to.conversationKey(sender: from) }
+}
+
+/// A message on its way into the store, with the inboxes it goes to.
+public struct PendingMessage: Sendable {
+    public var message: StoredMessage
+    /// Users whose inbox gets an entry (the sender included); each appears once.
+    public var inboxes: [String]
+    /// The session that sent it, which gets the `ack` instead of a `message` frame.
+    public var originSession: String?
+
+    public init(message: StoredMessage, inboxes: [String], originSession: String? = nil) {
+        self.message = message
+        self.inboxes = inboxes
+        self.originSession = originSession
+    }
+}
+
+/// What the store did with one pending message.
+public enum CommitOutcome: Sendable, Hashable {
+    /// Stored now; `seqs` holds the inbox seq given to each user, in the order of `inboxes`.
+    case stored(StoredMessage, seqs: [InboxSeq])
+    /// The sender had already stored this `client_msg_id`: the original message and the
+    /// sender's own seq of it (0 if the sender had no inbox entry).
+    case duplicate(StoredMessage, senderSeq: Int64)
+}
+
+public struct InboxSeq: Sendable, Hashable {
+    public var user: String
+    public var seq: Int64
+
+    public init(user: String, seq: Int64) {
+        self.user = user
+        self.seq = seq
+    }
+}
+
+/// One entry of a user's inbox.
+public struct InboxEntry: Sendable, Hashable {
+    public var seq: Int64
+    public var message: StoredMessage
+
+    public init(seq: Int64, message: StoredMessage) {
+        self.seq = seq
+        self.message = message
+    }
+}

@@ -1,0 +1,161 @@
+import Logging
+import Synchronization
+
+/// Group commit: concurrent sends share one store transaction (and one fsync).
+///
+/// Callers queue a message and wait. Whoever finds the committer idle starts a flush task that
+/// takes everything queued (up to `maxBatch`), commits it in one `MessageStore.commit`, then,
+/// still in commit order, hands the batch to `delivery` (live fanout) and resumes the callers.
+/// Delivering in commit order is what keeps live delivery to a session in inbox `seq` order.
+/// The queue is bounded: past `maxPending` waiting messages a send fails with `unavailable`.
+public final class Committer: Sendable {
+    public typealias Delivery = @Sendable (_ batch: [PendingMessage], _ outcomes: [CommitOutcome]) -> Void
+
+    struct Waiter {
+        let pending: PendingMessage
+        let continuation: CheckedContinuation<CommitOutcome, any Error>
+    }
+
+    struct State {
+        var queue: [Waiter] = []
+        var flushing = false
+        var closed = false
+        var idleWaiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    /// Guards the queue of waiting messages and the flushing flag.
+    private let state = Mutex(State())
+    private let store: any MessageStore
+    private let maxPending: Int
+    private let maxBatch: Int
+    private let delivery: Delivery
+    private let logger: Logger
+    /// The fault seam: tests make the next commits fail or slow.
+    public let faults: StoreFaults
+
+    public init(store: any MessageStore, maxPending: Int, maxBatch: Int = 1024, faults: StoreFaults = StoreFaults(), logger: Logger, delivery: @escaping Delivery) {
+        self.store = store
+        self.maxPending = maxPending
+        self.maxBatch = maxBatch
+        self.faults = faults
+        self.logger = logger
+        self.delivery = delivery
+    }
+
+    /// Number of messages waiting for the store.
+    public var pendingCount: Int { state.withLock { $0.queue.count } }
+
+    /// Stores one message (with the next batch) and returns what the store did with it.
+    public func commit(_ pending: PendingMessage) async throws -> CommitOutcome {
+        try await withCheckedThrowingContinuation { continuation in
+            enum Action { case none, flush, reject(GatewayError) }
+            let action: Action = state.withLock { state in
+                if state.closed { return .reject(.unavailable("the gateway is shutting down")) }
+                if state.queue.count >= maxPending { return .reject(.unavailable("the store is behind; retry shortly", retryAfterMs: 200)) }
+                state.queue.append(Waiter(pending: pending, continuation: continuation))
+                if state.flushing { return .none }
+                state.flushing = true
+                return .flush
+            }
+            switch action {
+            case .none:
+                break
+            case .reject(let error):
+                continuation.resume(throwing: error)
+            case .flush:
+                // One task per busy period, not per message: it drains everything queued meanwhile.
+                Task { await self.flush() }
+            }
+        }
+    }
+
+    private func flush() async {
+        while true {
+            let batch: [Waiter] = state.withLock { state in
+                if state.queue.isEmpty {
+                    state.flushing = false
+                    let idle = state.idleWaiters
+                    state.idleWaiters = []
+                    for waiter in idle { waiter.resume() }
+                    return []
+                }
+                if state.queue.count <= maxBatch {
+                    defer { state.queue = [] }
+                    return state.queue
+                }
+                let head = Array(state.queue.prefix(maxBatch))
+                state.queue.removeFirst(maxBatch)
+                return head
+            }
+            if batch.isEmpty { return }
+            let pending = batch.map(\.pending)
+            do {
+                try await faults.beforeCommit()
+                let outcomes = try await store.commit(pending)
+                delivery(pending, outcomes)
+                for (waiter, outcome) in zip(batch, outcomes) {
+                    waiter.continuation.resume(returning: outcome)
+                }
+            } catch {
+                let clientError = GatewayError.from(error)
+                let answer: GatewayError = clientError.code == .internal ? .unavailable("the store failed; nothing was stored") : clientError
+                logger.error("store commit failed", metadata: ["error": "\(error)", "gateway.batch": "\(batch.count)"])
+                for waiter in batch {
+                    waiter.continuation.resume(throwing: answer)
+                }
+            }
+        }
+    }
+
+    /// Refuses new messages and waits until everything queued is committed.
+    public func close() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let idle = state.withLock { state in
+                state.closed = true
+                if !state.flushing { return true }
+                state.idleWaiters.append(continuation)
+                return false
+            }
+            if idle { continuation.resume() }
+        }
+    }
+}
+
+/// The store fault seam of DESIGN.md: make the next commits fail (disk full, busy) or slow.
+public final class StoreFaults: Sendable {
+    struct State {
+        var failures = 0
+        var error = GatewayError.unavailable("disk full")
+        var delayMs = 0
+    }
+
+    /// Guards the planned faults.
+    private let state = Mutex(State())
+
+    public init() {}
+
+    /// The next `count` commits fail with `error` (nothing of those batches is stored).
+    public func failNextCommits(_ count: Int, with error: GatewayError = .unavailable("disk full")) {
+        state.withLock {
+            $0.failures = count
+            $0.error = error
+        }
+    }
+
+    /// Every commit waits this long first (0 to stop).
+    public func delayCommits(byMilliseconds ms: Int) {
+        state.withLock { $0.delayMs = ms }
+    }
+
+    func beforeCommit() async throws {
+        let (delay, failure): (Int, GatewayError?) = state.withLock { state in
+            if state.failures > 0 {
+                state.failures -= 1
+                return (state.delayMs, state.error)
+            }
+            return (state.delayMs, nil)
+        }
+        if delay > 0 { try? await Task.sleep(for: .milliseconds(delay)) }
+        if let failure { throw failure }
+    }
+}

@@ -1,0 +1,164 @@
+import GatewayCore
+import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import ServiceLifecycle
+import Synchronization
+
+/// The gateway's listeners and lifecycle: the public port (WebSocket, long-poll, REST), the
+/// admin port, and the orderly shutdown (refuse new work, close sessions with 1001, finish
+/// queued commits, close the store).
+///
+/// Run `services` in a `ServiceGroup`; they shut down in reverse order, so sessions are closed
+/// first and the store last.
+public final class GatewayApplication: Sendable {
+    public let gateway: Gateway
+    public let readiness = Readiness()
+    let longPoll: LongPollRegistry
+    /// Guards the bound ports, known once the listeners run.
+    private let ports = Mutex<(public: Int?, admin: Int?, waiters: [CheckedContinuation<(Int, Int), Never>])>((nil, nil, []))
+    private let configuration: GatewayConfiguration
+    private let logger: Logger
+    private let extraServices: [any Service]
+
+    /// - Parameters:
+    ///   - services: more services to run (the stages' pools and queues).
+    public init(configuration: GatewayConfiguration, gateway: Gateway, logger: Logger, services: [any Service] = []) {
+        self.configuration = configuration
+        self.gateway = gateway
+        self.logger = logger
+        self.longPoll = LongPollRegistry(gateway: gateway, settings: configuration.longpoll)
+        self.extraServices = services
+    }
+
+    /// The bound (public, admin) ports, once both listen.
+    public func listeningPorts() async -> (public: Int, admin: Int) {
+        await withCheckedContinuation { (continuation: CheckedContinuation<(Int, Int), Never>) in
+            let ready: (Int, Int)? = ports.withLock { state in
+                if let p = state.public, let a = state.admin { return (p, a) }
+                state.waiters.append(continuation)
+                return nil
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+    }
+
+    private func bound(public port: Int?, admin: Int?) {
+        let (waiters, result): ([CheckedContinuation<(Int, Int), Never>], (Int, Int)?) = ports.withLock { state in
+            if let port { state.public = port }
+            if let admin { state.admin = admin }
+            guard let p = state.public, let a = state.admin else { return ([], nil) }
+            defer { state.waiters = [] }
+            return (state.waiters, (p, a))
+        }
+        if let result {
+            readiness.markListening()
+            for waiter in waiters { waiter.resume(returning: result) }
+        }
+    }
+
+    /// Everything to run, in start order.
+    public func services() throws -> [ServiceGroupConfiguration.ServiceConfiguration] {
+        let handshake = WebSocketHandshake(
+            gateway: gateway, allowedOrigins: Set(configuration.listen.public.allowedOrigins), echoEnabled: configuration.debug.echoEndpoint)
+        if configuration.listen.public.allowedOrigins.isEmpty {
+            logger.warning("listen.public.allowed_origins is empty: WebSocket upgrades from every browser origin are accepted")
+        }
+        let tls = try configuration.tls.map { try Self.tlsConfiguration($0) }
+        let scheme = tls == nil ? ("ws", "http") : ("wss", "https")
+        let publicSettings = configuration.listen.public
+        let publicRoutes = PublicRoutes(
+            gateway: gateway, longPoll: longPoll, handshake: handshake,
+            publicURL: { [self] in
+                let port = self.ports.withLock { $0.public } ?? publicSettings.port
+                let host = publicSettings.host == "0.0.0.0" ? "127.0.0.1" : publicSettings.host
+                return ("\(scheme.0)://\(host):\(port)/v1/ws", "\(scheme.1)://\(host):\(port)/v1/lp")
+            })
+        let router = Router(context: GatewayRequestContext.self)
+        router.add(middleware: ErrorMiddleware())
+        router.add(middleware: CORSAllowListMiddleware(allowed: Set(configuration.listen.public.allowedOrigins)))
+        publicRoutes.register(on: router)
+
+        let gateway = self.gateway
+        let idle = TimeAmount.milliseconds(Int64(configuration.presence.offlineAfterMs))
+        let sessionLogger = logger
+        var server = HTTPServerBuilder { responder in
+            GatewayChildChannel(responder: responder, gateway: gateway, handshake: handshake, idleTimeout: idle, logger: sessionLogger)
+        }
+        if let tls { server = try .tls(server, tlsConfiguration: tls) }
+        let publicApp = Application(
+            router: router, server: server,
+            configuration: .init(address: .hostname(publicSettings.host, port: publicSettings.port), serverName: nil, backlog: 4096, reuseAddress: true),
+            onServerRunning: { [self] channel in self.bound(public: channel.localAddress?.port, admin: nil) },
+            logger: logger)
+
+        let adminRouter = Router(context: GatewayRequestContext.self)
+        adminRouter.add(middleware: ErrorMiddleware())
+        AdminRoutes(gateway: gateway, longPoll: longPoll, readiness: readiness, token: configuration.listen.admin.token).register(on: adminRouter)
+        let adminSettings = configuration.listen.admin
+        let adminApp = Application(
+            router: adminRouter,
+            configuration: .init(address: .hostname(adminSettings.host, port: adminSettings.port), serverName: nil),
+            onServerRunning: { [self] channel in self.bound(public: nil, admin: channel.localAddress?.port) },
+            logger: logger)
+
+        var list: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: StoreCloser(gateway: gateway, logger: logger), successTerminationBehavior: .ignore)
+        ]
+        list += extraServices.map { .init(service: $0) }
+        list.append(.init(service: publicApp))
+        list.append(.init(service: adminApp))
+        list.append(.init(service: SessionDrainer(application: self), successTerminationBehavior: .ignore))
+        return list
+    }
+
+    static func tlsConfiguration(_ settings: TLSSettings) throws -> TLSConfiguration {
+        let chain = try NIOSSLCertificate.fromPEMFile(settings.cert).map { NIOSSLCertificateSource.certificate($0) }
+        let key = try NIOSSLPrivateKey(file: settings.key, format: .pem)
+        return TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+    }
+
+    /// Closes every live session with 1001 (clients reconnect elsewhere and sync).
+    func closeAllSessions() {
+        readiness.markDraining()
+        longPoll.stop()
+        for session in gateway.hub.allSessions() {
+            session.connection.close(code: .goingAway, reason: "server shutting down")
+        }
+    }
+
+    func startBackgroundWork(on eventLoop: any EventLoop) {
+        longPoll.start(on: eventLoop)
+    }
+}
+
+/// Starts the long-poll sweeper; at shutdown, runs first: closes sessions with 1001.
+struct SessionDrainer: Service {
+    let application: GatewayApplication
+
+    func run() async throws {
+        application.startBackgroundWork(on: MultiThreadedEventLoopGroup.singleton.next())
+        try? await gracefulShutdown()
+        application.closeAllSessions()
+    }
+}
+
+/// At shutdown, runs last: waits for queued commits, then closes the store.
+struct StoreCloser: Service {
+    let gateway: Gateway
+    let logger: Logger
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        await gateway.drain()
+        do {
+            try await gateway.stores.messages.close()
+        } catch {
+            logger.error("closing the store failed", metadata: ["error": "\(error)"])
+        }
+    }
+}

@@ -1,0 +1,202 @@
+import Atomics
+import GatewayCore
+import NIOCore
+import Synchronization
+
+/// A long-poll client: frames wait in a bounded queue until the next poll takes them.
+///
+/// One poll may wait at a time; a second one replaces it, and the first returns empty at once.
+/// Frames handed to a poll whose response never reaches the client are recovered with `sync`
+/// (the contiguous `seq` shows the gap).
+final class LongPollSession: SessionConnection, Sendable {
+    struct Waiter {
+        let id: UInt64
+        let continuation: CheckedContinuation<[ByteBuffer], Never>
+    }
+
+    struct State {
+        var queue: [ByteBuffer] = []
+        var waiter: Waiter?
+        var nextWaiterID: UInt64 = 0
+        /// When the last poll ended or began (ms); the session expires `session_ttl_ms` after.
+        var lastSeen: Int64
+        var closed = false
+    }
+
+    let id: String
+    let registry: LongPollRegistry
+    let maxQueue: Int
+    /// Set once the gateway session is open (right after creation).
+    let session = Mutex<Session?>(nil)
+    /// Guards the frame queue and the waiting poll.
+    private let state: Mutex<State>
+
+    init(id: String, registry: LongPollRegistry, maxQueue: Int, now: Int64) {
+        self.id = id
+        self.registry = registry
+        self.maxQueue = maxQueue
+        self.state = Mutex(State(lastSeen: now))
+    }
+
+    // MARK: SessionConnection
+
+    func send(_ frame: ByteBuffer) -> Bool {
+        let (accepted, wake): (Bool, (Waiter, [ByteBuffer])?) = state.withLock { state in
+            guard !state.closed else { return (true, nil) }
+            if let waiter = state.waiter {
+                state.waiter = nil
+                state.queue.append(frame)
+                defer { state.queue = [] }
+                return (true, (waiter, state.queue))
+            }
+            guard state.queue.count < maxQueue else { return (false, nil) }
+            state.queue.append(frame)
+            return (true, nil)
+        }
+        if let (waiter, frames) = wake { waiter.continuation.resume(returning: frames) }
+        return accepted
+    }
+
+    func close(code: CloseCode, reason: String) {
+        registry.remove(self)
+    }
+
+    // MARK: Polling
+
+    /// Waits up to `timeoutMs` for frames; returns at once if some are queued.
+    func poll(timeoutMs: Int, now: Int64, eventLoop: any EventLoop) async -> [ByteBuffer] {
+        await withCheckedContinuation { (continuation: CheckedContinuation<[ByteBuffer], Never>) in
+            let (immediate, replaced, waiterID): ([ByteBuffer]?, Waiter?, UInt64) = state.withLock { state in
+                state.lastSeen = now
+                if state.closed { return ([], nil, 0) }
+                if !state.queue.isEmpty {
+                    defer { state.queue = [] }
+                    return (state.queue, nil, 0)
+                }
+                let old = state.waiter
+                state.nextWaiterID += 1
+                state.waiter = Waiter(id: state.nextWaiterID, continuation: continuation)
+                return (nil, old, state.nextWaiterID)
+            }
+            replaced?.continuation.resume(returning: [])
+            if let immediate {
+                continuation.resume(returning: immediate)
+                return
+            }
+            eventLoop.scheduleTask(in: .milliseconds(Int64(timeoutMs))) { [self] in
+                self.timeout(waiterID: waiterID)
+            }
+        }
+    }
+
+    private func timeout(waiterID: UInt64) {
+        let waiter: Waiter? = state.withLock { state in
+            guard let waiter = state.waiter, waiter.id == waiterID else { return nil }
+            state.waiter = nil
+            state.lastSeen = registry.clock.nowMillis()
+            return waiter
+        }
+        waiter?.continuation.resume(returning: [])
+    }
+
+    /// Whether the session has gone `ttl` without a poll (a waiting poll keeps it alive).
+    func isExpired(now: Int64, ttl: Int64) -> Bool {
+        state.withLock { $0.waiter == nil && now - $0.lastSeen > ttl }
+    }
+
+    func touch(now: Int64) {
+        state.withLock { $0.lastSeen = now }
+    }
+
+    /// Ends the session: a waiting poll returns what is queued.
+    func shutdown() {
+        let (waiter, frames): (Waiter?, [ByteBuffer]) = state.withLock { state in
+            state.closed = true
+            defer {
+                state.waiter = nil
+                state.queue = []
+            }
+            return (state.waiter, state.queue)
+        }
+        waiter?.continuation.resume(returning: frames)
+    }
+}
+
+/// The long-poll sessions of this node, expired after `session_ttl_ms` without a poll.
+final class LongPollRegistry: Sendable {
+    let gateway: Gateway
+    let settings: LongPollSettings
+    var clock: any GatewayClock { gateway.clock }
+    /// Guards the map of session id → long-poll session.
+    private let sessions = Mutex<[String: LongPollSession]>([:])
+    private let sweeper = Mutex<RepeatedTask?>(nil)
+
+    init(gateway: Gateway, settings: LongPollSettings) {
+        self.gateway = gateway
+        self.settings = settings
+    }
+
+    var count: Int { sessions.withLock { $0.count } }
+
+    /// Opens a long-poll session for an authenticated user.
+    func open(identity: Identity, device: String?, remoteAddress: String?) throws(GatewayError) -> (LongPollSession, Session) {
+        guard count < settings.maxSessions, gateway.hub.hasCapacity else {
+            throw GatewayError.unavailable("this node is at capacity", retryAfterMs: 5000)
+        }
+        let id = gateway.makeSessionID()
+        let connection = LongPollSession(id: id, registry: self, maxQueue: gateway.limits.outboundQueue, now: clock.nowMillis())
+        let session = try gateway.open(identity: identity, device: device, transport: .longpoll, remoteAddress: remoteAddress, connection: connection)
+        connection.session.withLock { $0 = session }
+        sessions.withLock { $0[session.id] = connection }
+        return (connection, session)
+    }
+
+    func find(_ id: String, user: String) -> LongPollSession? {
+        guard let connection = sessions.withLock({ $0[id] }) else { return nil }
+        guard connection.session.withLock({ $0?.user }) == user else { return nil }
+        return connection
+    }
+
+    func remove(_ connection: LongPollSession) {
+        let removed = sessions.withLock { map -> Bool in
+            guard let session = connection.session.withLock({ $0 }), map[session.id] === connection else { return false }
+            map[session.id] = nil
+            return true
+        }
+        connection.shutdown()
+        if removed, let session = connection.session.withLock({ $0 }) {
+            gateway.close(session)
+        }
+    }
+
+    func sweep() {
+        let now = clock.nowMillis()
+        let ttl = Int64(settings.sessionTTLMs)
+        let expired = sessions.withLock { map in map.values.filter { $0.isExpired(now: now, ttl: ttl) } }
+        for connection in expired { remove(connection) }
+    }
+
+    /// Starts the expiry sweep on `eventLoop`.
+    func start(on eventLoop: any EventLoop) {
+        let interval = TimeAmount.milliseconds(Int64(max(50, settings.sessionTTLMs / 4)))
+        let task = eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] _ in
+            self.sweep()
+        }
+        sweeper.withLock { $0 = task }
+    }
+
+    func stop() {
+        sweeper.withLock {
+            $0?.cancel()
+            $0 = nil
+        }
+        let all = sessions.withLock { map -> [LongPollSession] in
+            defer { map = [:] }
+            return Array(map.values)
+        }
+        for connection in all {
+            connection.shutdown()
+            if let session = connection.session.withLock({ $0 }) { gateway.close(session) }
+        }
+    }
+}

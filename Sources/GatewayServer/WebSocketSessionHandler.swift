@@ -1,0 +1,281 @@
+import GatewayCore
+import Logging
+import NIOCore
+import NIOWebSocket
+
+/// The WebSocket end of a session, as a NIO channel handler on the event loop.
+///
+/// It enforces RFC 6455 on what arrives (masking, reserved bits, opcodes, fragmentation,
+/// UTF-8, the message size limit), answers pings, reassembles fragmented messages, and passes
+/// complete text messages to its `WebSocketConnection`. It writes outbound frames, keeping
+/// those the socket cannot take yet in a bounded backlog; past the bound the client is a slow
+/// consumer (4008). Everything here runs on the channel's event loop.
+final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+
+    enum Mode {
+        case gateway(identity: Identity?)
+        case echo
+    }
+
+    private let gateway: Gateway
+    private let mode: Mode
+    private let logger: Logger
+    private var context: ChannelHandlerContext?
+    private(set) var connection: WebSocketConnection?
+
+    private var fragments: ByteBuffer?
+    private var fragmentOpcode: WebSocketOpcode = .text
+    private var backlog = CircularBuffer<ByteBuffer>()
+    private var flushScheduled = false
+    private var readPaused = false
+    private var readPending = false
+    private var closing = false
+    private var authTimer: Scheduled<Void>?
+    private var expiryTimer: Scheduled<Void>?
+    private var graceTimer: Scheduled<Void>?
+
+    init(gateway: Gateway, mode: Mode, logger: Logger) {
+        self.gateway = gateway
+        self.mode = mode
+        self.logger = logger
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        guard case .gateway(let identity) = mode else { return }
+        let connection = WebSocketConnection(
+            gateway: gateway, channel: context.channel, handler: NIOLoopBound(self, eventLoop: context.eventLoop),
+            remoteAddress: context.channel.remoteAddress?.ipAddress, logger: logger)
+        self.connection = connection
+        if let identity {
+            Task { _ = await connection.start(identity: identity, device: nil, ref: nil) }
+        } else {
+            let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+            authTimer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(gateway.limits.authTimeoutMs))) {
+                handler.value.connection?.fail(.unauthorized("no auth frame within \(handler.value.gateway.limits.authTimeoutMs) ms"), code: .unauthorized)
+            }
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        cancelTimers()
+        self.context = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        cancelTimers()
+        connection?.closed(by: self)
+        context.fireChannelInactive()
+    }
+
+    private func cancelTimers() {
+        authTimer?.cancel()
+        expiryTimer?.cancel()
+        graceTimer?.cancel()
+        authTimer = nil
+        expiryTimer = nil
+        graceTimer = nil
+    }
+
+    /// The session is open (or its token refreshed): stop the auth timer, watch the expiry.
+    func authenticated(expiresAt: Int64?) {
+        authTimer?.cancel()
+        authTimer = nil
+        expiryTimer?.cancel()
+        graceTimer?.cancel()
+        graceTimer = nil
+        guard let expiresAt, let context else { return }
+        let delay = max(0, expiresAt - gateway.clock.nowMillis())
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        expiryTimer = context.eventLoop.scheduleTask(in: .milliseconds(delay)) {
+            handler.value.tokenExpired()
+        }
+    }
+
+    /// The token ran out: say so, and close unless a fresh `auth` arrives within the auth timeout.
+    private func tokenExpired() {
+        guard let connection, let session = connection.session, let context else { return }
+        guard session.tokenExpiresAt.load(ordering: .relaxed) <= gateway.clock.nowMillis() else { return }
+        _ = connection.send(ServerFrame.error(GatewayError(.tokenExpired, "token expired: send a fresh 'auth' frame"), ref: nil))
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        graceTimer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(gateway.limits.authTimeoutMs))) {
+            let h = handler.value
+            guard let session = h.connection?.session, session.tokenExpiresAt.load(ordering: .relaxed) <= h.gateway.clock.nowMillis() else { return }
+            h.connection?.close(code: .unauthorized, reason: "token expired")
+        }
+    }
+
+    // MARK: Inbound
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        guard !closing else { return }
+        guard frame.maskKey != nil else { return protocolError(.protocolError, "unmasked client frame") }
+        guard !frame.rsv1, !frame.rsv2, !frame.rsv3 else { return protocolError(.protocolError, "reserved bits set") }
+        switch frame.opcode {
+        case .text, .binary:
+            guard fragments == nil else { return protocolError(.protocolError, "new message inside a fragmented one") }
+            var data = frame.unmaskedData
+            if frame.fin {
+                message(opcode: frame.opcode, data: &data)
+            } else {
+                fragmentOpcode = frame.opcode
+                fragments = data
+            }
+        case .continuation:
+            guard var buffer = fragments else { return protocolError(.protocolError, "continuation without a message") }
+            fragments = nil
+            var data = frame.unmaskedData
+            guard buffer.readableBytes + data.readableBytes <= gateway.limits.maxFrameBytes else {
+                return protocolError(.tooLarge, "message larger than \(gateway.limits.maxFrameBytes) bytes")
+            }
+            buffer.writeBuffer(&data)
+            if frame.fin {
+                message(opcode: fragmentOpcode, data: &buffer)
+            } else {
+                fragments = buffer
+            }
+        case .ping:
+            let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
+            context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
+            connection?.session?.lastActiveAt.store(gateway.clock.nowMillis(), ordering: .relaxed)
+        case .pong:
+            connection?.session?.lastActiveAt.store(gateway.clock.nowMillis(), ordering: .relaxed)
+        case .connectionClose:
+            var data = frame.unmaskedData
+            let code = data.readInteger(as: UInt16.self)
+            close(code: code.map { Self.isValidCloseCode($0) ? CloseCode(rawValue: $0) ?? .normal : .protocolError } ?? .normal, reason: "")
+        default:
+            protocolError(.protocolError, "unknown opcode")
+        }
+    }
+
+    static func isValidCloseCode(_ code: UInt16) -> Bool {
+        (1000...1003).contains(code) || (1007...1011).contains(code) || (3000...4999).contains(code)
+    }
+
+    private func message(opcode: WebSocketOpcode, data: inout ByteBuffer) {
+        guard data.readableBytes <= gateway.limits.maxFrameBytes else {
+            return protocolError(.tooLarge, "message larger than \(gateway.limits.maxFrameBytes) bytes")
+        }
+        if opcode == .text {
+            let valid = data.withUnsafeReadableBytes { String(validating: $0, as: UTF8.self) != nil }
+            guard valid else { return protocolError(.invalidData, "invalid UTF-8") }
+        }
+        switch mode {
+        case .echo:
+            let reply = WebSocketFrame(fin: true, opcode: opcode, data: data)
+            context?.writeAndFlush(wrapOutboundOut(reply), promise: nil)
+        case .gateway:
+            guard let connection else { return }
+            guard opcode == .text else {
+                _ = connection.send(ServerFrame.error(.badFrame("frames are JSON text messages"), ref: nil))
+                return
+            }
+            if connection.enqueue(data) {
+                readPaused = true
+            }
+        }
+    }
+
+    private func protocolError(_ code: CloseCode, _ reason: String) {
+        logger.debug("websocket protocol error", metadata: ["gateway.reason": "\(reason)", "gateway.close": "\(code.rawValue)"])
+        fragments = nil
+        close(code: code, reason: reason)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // Decoder errors are answered by NIO's WebSocketProtocolErrorHandler (1002 / 1009).
+        if !(error is NIOWebSocketError) {
+            logger.debug("websocket error", metadata: ["error": "\(error)"])
+        }
+        closing = true
+        context.close(promise: nil)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+            // No frame, ping or pong within `presence.offline_after_ms`.
+            close(code: .normal, reason: "heartbeat timeout")
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    // MARK: Backpressure on reading
+
+    func read(context: ChannelHandlerContext) {
+        if readPaused {
+            readPending = true
+        } else {
+            context.read()
+        }
+    }
+
+    func resumeReading() {
+        readPaused = false
+        if readPending, let context {
+            readPending = false
+            context.read()
+        }
+    }
+
+    // MARK: Outbound
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        context.write(data, promise: promise)
+    }
+
+    func writeText(_ buffer: ByteBuffer) {
+        guard let context, !closing else { return }
+        if backlog.isEmpty, context.channel.isWritable {
+            context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: buffer)), promise: nil)
+            scheduleFlush(context)
+        } else {
+            backlog.append(buffer)
+            if backlog.count > gateway.limits.outboundQueue {
+                gateway.stats.slowConsumers.wrappingIncrement(ordering: .relaxed)
+                close(code: .slowConsumer, reason: "outbound queue full")
+            }
+        }
+    }
+
+    private func scheduleFlush(_ context: ChannelHandlerContext) {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        // One flush per event-loop turn: deliveries that land together share a write syscall.
+        context.eventLoop.execute {
+            let h = handler.value
+            h.flushScheduled = false
+            h.context?.flush()
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        while context.channel.isWritable, let next = backlog.popFirst() {
+            context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: next)), promise: nil)
+        }
+        context.flush()
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Sends a close frame and closes the channel once it is written.
+    func close(code: CloseCode, reason: String) {
+        guard !closing, let context else { return }
+        closing = true
+        cancelTimers()
+        backlog.removeAll()
+        var data = context.channel.allocator.buffer(capacity: 2 + reason.utf8.count)
+        data.writeInteger(code.rawValue)
+        data.writeString(String(reason.utf8.prefix(120)) ?? "")
+        let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
+        let loopContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.writeAndFlush(wrapOutboundOut(frame)).whenComplete { _ in
+            loopContext.value.close(promise: nil)
+        }
+    }
+}

@@ -1,0 +1,116 @@
+import GRDB
+import GatewayCore
+
+extension EmbeddedStore {
+    /// Creates a group with its members in the given order (a repeated member counts once).
+    /// Throws `GatewayError(.conflict)` when the id is taken.
+    public func createGroup(_ group: GroupInfo) async throws {
+        try await write { db in
+            let insert = try db.cachedStatement(sql: """
+                INSERT INTO chat_groups(id, name, owner, created_at) VALUES (?, ?, ?, ?)
+                ON CONFLICT(id) DO NOTHING
+                """)
+            try insert.execute(arguments: [group.id, group.name, group.owner, group.createdAt])
+            if db.changesCount == 0 { throw GatewayError(.conflict, "group '\(group.id)' exists") }
+            try Self.addMembers(group.members, to: group.id, in: db)
+        }
+    }
+
+    public func group(_ id: String) async throws -> GroupInfo? {
+        try await read { db in try Self.group(id, in: db) }
+    }
+
+    public func members(of group: String) async throws -> [String]? {
+        try await read { db in
+            let exists = try db.cachedStatement(sql: "SELECT 1 FROM chat_groups WHERE id = ?")
+            guard try Bool.fetchOne(exists, arguments: [group]) != nil else { return nil }
+            return try Self.members(of: group, in: db)
+        }
+    }
+
+    public func isMember(_ user: String, of group: String) async throws -> Bool {
+        try await read { db in
+            let statement = try db.cachedStatement(sql: "SELECT 1 FROM group_members WHERE group_id = ? AND user = ?")
+            return try Bool.fetchOne(statement, arguments: [group, user]) != nil
+        }
+    }
+
+    /// The groups `user` belongs to, sorted by id.
+    public func groups(of user: String) async throws -> [GroupInfo] {
+        try await read { db in
+            let groupsStatement = try db.cachedStatement(sql: """
+                SELECT g.id, g.name, g.owner, g.created_at
+                FROM group_members m JOIN chat_groups g ON g.id = m.group_id
+                WHERE m.user = ?
+                ORDER BY g.id
+                """)
+            let membersStatement = try db.cachedStatement(sql: """
+                SELECT group_id, user FROM group_members
+                WHERE group_id IN (SELECT group_id FROM group_members WHERE user = ?)
+                ORDER BY group_id, position
+                """)
+            var members: [String: [String]] = [:]
+            let memberRows = try Row.fetchCursor(membersStatement, arguments: [user])
+            while let row = try memberRows.next() {
+                members[try row.decode(atIndex: 0), default: []].append(try row.decode(atIndex: 1))
+            }
+            return try Row.fetchAll(groupsStatement, arguments: [user]).map { row in
+                let id: String = try row.decode(atIndex: 0)
+                return GroupInfo(
+                    id: id, name: try row.decode(atIndex: 1), owner: try row.decode(atIndex: 2),
+                    members: members[id] ?? [], createdAt: try row.decode(atIndex: 3))
+            }
+        }
+    }
+
+    /// Adds the users of `add` not yet members (after the others, in the given order), then
+    /// removes those of `remove`, in one transaction. Throws `not_found` when there is no such
+    /// group.
+    public func updateMembers(of group: String, add: [String], remove: [String]) async throws -> GroupInfo {
+        try await write { db in
+            let exists = try db.cachedStatement(sql: "SELECT 1 FROM chat_groups WHERE id = ?")
+            guard try Bool.fetchOne(exists, arguments: [group]) != nil else {
+                throw GatewayError.notFound("no group '\(group)'")
+            }
+            try Self.addMembers(add, to: group, in: db)
+            let delete = try db.cachedStatement(sql: "DELETE FROM group_members WHERE group_id = ? AND user = ?")
+            for user in remove {
+                try delete.execute(arguments: [group, user])
+            }
+            guard let info = try Self.group(group, in: db) else {
+                throw GatewayError.notFound("no group '\(group)'")
+            }
+            return info
+        }
+    }
+
+    // MARK: Statements
+
+    /// Appends `users` to the group's members, skipping those already in it.
+    static func addMembers(_ users: [String], to group: String, in db: Database) throws {
+        if users.isEmpty { return }
+        let last = try db.cachedStatement(sql: "SELECT coalesce(max(position), 0) FROM group_members WHERE group_id = ?")
+        var position = try Int64.fetchOne(last, arguments: [group]) ?? 0
+        let insert = try db.cachedStatement(sql: """
+            INSERT INTO group_members(group_id, user, position) VALUES (?, ?, ?)
+            ON CONFLICT(group_id, user) DO NOTHING
+            """)
+        for user in users {
+            try insert.execute(arguments: [group, user, position + 1])
+            if db.changesCount > 0 { position += 1 }
+        }
+    }
+
+    static func group(_ id: String, in db: Database) throws -> GroupInfo? {
+        let statement = try db.cachedStatement(sql: "SELECT name, owner, created_at FROM chat_groups WHERE id = ?")
+        guard let row = try Row.fetchOne(statement, arguments: [id]) else { return nil }
+        return GroupInfo(
+            id: id, name: try row.decode(atIndex: 0), owner: try row.decode(atIndex: 1),
+            members: try members(of: id, in: db), createdAt: try row.decode(atIndex: 2))
+    }
+
+    static func members(of group: String, in db: Database) throws -> [String] {
+        let statement = try db.cachedStatement(sql: "SELECT user FROM group_members WHERE group_id = ? ORDER BY position")
+        return try String.fetchAll(statement, arguments: [group])
+    }
+}

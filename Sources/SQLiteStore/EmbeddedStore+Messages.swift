@@ -1,0 +1,108 @@
+import Foundation
+import GRDB
+import GatewayCore
+
+extension EmbeddedStore {
+    /// Columns of `messages m` that `message(_:at:)` decodes, in its order.
+    static let messageColumns = "m.id, m.sender, m.to_kind, m.to_id, m.client_msg_id, m.ts, m.body, m.attachments"
+
+    /// `messages.to_kind` values.
+    enum RecipientKind: Int64 {
+        case user = 0
+        case group = 1
+    }
+
+    /// Writes `batch` inside the caller's transaction; see `MessageStore.commit`.
+    ///
+    /// Per message: the dedupe lookup, then for each inbox the next seq from `inbox_heads` and
+    /// the inbox row, then the message row carrying the sender's seq (so a later duplicate can
+    /// answer with it). Every statement is a cached prepared statement.
+    static func commit(_ batch: [PendingMessage], in db: Database) throws -> [CommitOutcome] {
+        let nextSeq = try db.cachedStatement(sql: """
+            INSERT INTO inbox_heads(user, seq) VALUES (?, 1)
+            ON CONFLICT(user) DO UPDATE SET seq = seq + 1
+            RETURNING seq
+            """)
+        let insertEntry = try db.cachedStatement(sql: "INSERT INTO inbox(user, seq, message_id) VALUES (?, ?, ?)")
+        let insertMessage = try db.cachedStatement(sql: """
+            INSERT INTO messages(id, conversation, sender, to_kind, to_id, client_msg_id, ts, body, attachments, sender_seq)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """)
+
+        var outcomes: [CommitOutcome] = []
+        outcomes.reserveCapacity(batch.count)
+        var storedMessages: Int64 = 0
+        var storedEntries: Int64 = 0
+        for pending in batch {
+            let message = pending.message
+            if let original = try original(sender: message.from, clientMsgID: message.clientMsgID, in: db) {
+                outcomes.append(.duplicate(original.message, senderSeq: original.senderSeq))
+                continue
+            }
+            let id = Int64(bitPattern: message.id)
+            var seqs: [InboxSeq] = []
+            seqs.reserveCapacity(pending.inboxes.count)
+            var senderSeq: Int64 = 0
+            for user in pending.inboxes {
+                guard let seq = try Int64.fetchOne(nextSeq, arguments: [user]) else {
+                    throw DatabaseError(resultCode: .SQLITE_INTERNAL, message: "inbox_heads upsert returned no seq")
+                }
+                try insertEntry.execute(arguments: [user, seq, id])
+                seqs.append(InboxSeq(user: user, seq: seq))
+                if user == message.from { senderSeq = seq }
+            }
+            let (kind, recipient): (RecipientKind, String) =
+                switch message.to {
+                case .user(let peer): (.user, peer)
+                case .group(let group): (.group, group)
+                }
+            try insertMessage.execute(arguments: [
+                id, message.conversation, message.from, kind.rawValue, recipient, message.clientMsgID,
+                message.timestamp, Data(message.body), message.attachments.map { Data($0) }, senderSeq,
+            ])
+            storedMessages += 1
+            storedEntries += Int64(seqs.count)
+            outcomes.append(.stored(message, seqs: seqs))
+        }
+        if storedMessages > 0 {
+            let count = try db.cachedStatement(sql: """
+                UPDATE counters SET messages = messages + ?, inbox_entries = inbox_entries + ? WHERE id = 1
+                """)
+            try count.execute(arguments: [storedMessages, storedEntries])
+        }
+        return outcomes
+    }
+
+    /// The message `sender` stored under `clientMsgID`, with the sender's inbox seq of it.
+    static func original(sender: String, clientMsgID: String, in db: Database) throws -> (message: StoredMessage, senderSeq: Int64)? {
+        let statement = try db.cachedStatement(sql: """
+            SELECT \(messageColumns), m.sender_seq FROM messages m
+            WHERE m.sender = ? AND m.client_msg_id = ?
+            """)
+        let rows = try Row.fetchCursor(statement, arguments: [sender, clientMsgID])
+        guard let row = try rows.next() else { return nil }
+        return (try message(row, at: 0), try row.decode(atIndex: 8))
+    }
+
+    /// Decodes the `messageColumns` of `row`, starting at column `index`.
+    static func message(_ row: Row, at index: Int) throws -> StoredMessage {
+        let id: Int64 = try row.decode(atIndex: index)
+        let kindValue: Int64 = try row.decode(atIndex: index + 2)
+        let recipient: String = try row.decode(atIndex: index + 3)
+        let to: Address
+        switch RecipientKind(rawValue: kindValue) {
+        case .user: to = .user(recipient)
+        case .group: to = .group(recipient)
+        case nil: throw DatabaseError(resultCode: .SQLITE_CORRUPT, message: "message \(id) has unknown to_kind \(kindValue)")
+        }
+        return StoredMessage(
+            id: UInt64(bitPattern: id),
+            from: try row.decode(atIndex: index + 1),
+            to: to,
+            timestamp: try row.decode(atIndex: index + 5),
+            clientMsgID: try row.decode(atIndex: index + 4),
+            body: try row.withUnsafeData(atIndex: index + 6) { data in data.map { [UInt8]($0) } ?? [] },
+            attachments: try row.withUnsafeData(atIndex: index + 7) { data in data.map { [UInt8]($0) } }
+        )
+    }
+}
