@@ -67,9 +67,10 @@ public struct AuthStage: Stage, Authenticator {
 
     /// Verifies a compact JWS token and returns its user.
     ///
-    /// In order, each failure an `unauthorized` error with a short reason (the token itself is
-    /// never echoed), except expiry, which is `token_expired`:
-    /// 1. at most ``maxTokenBytes``, only base64url characters, exactly three non-empty segments;
+    /// The checks, in order; each failure is an `unauthorized` error with a short reason that
+    /// never repeats the token, except expiry, which is `token_expired`:
+    /// 1. at most ``maxTokenBytes``, only base64url characters, exactly three non-empty segments,
+    ///    each the canonical encoding of its bytes;
     /// 2. the header, read here: `alg` (never `none`, in any case) must be one a configured key
     ///    verifies; `jku`, `x5u`, `jwk`, `x5c` and `crit` are refused; `kid`, if any, must be
     ///    1 to 128 characters of `[A-Za-z0-9_.-]` and, with a JWKS, name one of its keys;
@@ -98,7 +99,7 @@ public struct AuthStage: Stage, Authenticator {
         let now = clock.nowMillis()
         let expiresAt = try Self.numericDate(claims["exp"], name: "exp")
         if let expiresAt {
-            guard now < expiresAt + leewayMillis else { throw GatewayError(.tokenExpired, "token expired") }
+            guard now <= expiresAt + leewayMillis else { throw GatewayError(.tokenExpired, "token expired") }
         } else if requireExp {
             throw .unauthorized("token has no exp")
         }

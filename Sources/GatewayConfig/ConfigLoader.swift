@@ -25,8 +25,10 @@ import GatewayCore
 /// ```
 public enum ConfigLoader {
     /// Reads and decodes the file at `path`; the diagnostics name the file as `path`.
+    ///
+    /// With `stageKinds`, a pipeline entry naming any other kind is an error at its line.
     public static func load(
-        path: String, environment: [String: String] = ProcessInfo.processInfo.environment
+        path: String, environment: [String: String] = ProcessInfo.processInfo.environment, stageKinds: Set<String>? = nil
     ) throws(ConfigError) -> GatewayConfiguration {
         guard FileManager.default.fileExists(atPath: path) else {
             throw ConfigError(ConfigDiagnostic(file: path, line: 0, column: 0, path: "", message: "no such file"))
@@ -37,14 +39,15 @@ public enum ConfigLoader {
         guard let text = String(data: data, encoding: .utf8) else {
             throw ConfigError(ConfigDiagnostic(file: path, line: 0, column: 0, path: "", message: "the file is not valid UTF-8"))
         }
-        return try load(text: text, file: path, environment: environment)
+        return try load(text: text, file: path, environment: environment, stageKinds: stageKinds)
     }
 
     /// Decodes YAML `text`; `file` is the name the diagnostics give it.
     public static func load(
-        text: String, file: String, environment: [String: String] = ProcessInfo.processInfo.environment
+        text: String, file: String, environment: [String: String] = ProcessInfo.processInfo.environment, stageKinds: Set<String>? = nil
     ) throws(ConfigError) -> GatewayConfiguration {
         let root = try YAMLDocument.parse(text, file: file)
-        return try DecodingRun.decode(GatewayConfiguration.self, from: root, at: [], file: file, environment: environment)
+        let userInfo: [CodingUserInfoKey: Any] = stageKinds.map { [.gatewayStageKinds: $0] } ?? [:]
+        return try DecodingRun.decode(GatewayConfiguration.self, from: root, at: [], file: file, environment: environment, userInfo: userInfo)
     }
 }

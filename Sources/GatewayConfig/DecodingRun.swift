@@ -8,6 +8,8 @@ final class DecodingRun {
     /// The node the run decodes, and its path in the document (`pipeline[2].settings`).
     let root: ConfigNode
     let basePath: [PathKey]
+    /// What `Decodable` types see as `decoder.userInfo` (the known stage kinds, say).
+    let userInfo: [CodingUserInfoKey: Any]
 
     /// Per mapping id, every key the `Decodable` asked about, present or not: the keys it knows.
     private var askedKeys: [Int: Set<String>] = [:]
@@ -19,7 +21,8 @@ final class DecodingRun {
     /// Failures a `Decodable` might swallow with `try?` and that must fail the load anyway.
     private var recorded: [ConfigDiagnostic] = []
 
-    private init(root: ConfigNode, basePath: [PathKey], file: String, environment: [String: String]) {
+    private init(root: ConfigNode, basePath: [PathKey], file: String, environment: [String: String], userInfo: [CodingUserInfoKey: Any]) {
+        self.userInfo = userInfo
         self.root = root
         self.basePath = basePath
         self.file = file
@@ -28,9 +31,10 @@ final class DecodingRun {
 
     /// Decodes `type` from `node`, then reports every unknown key in it, all in one error.
     static func decode<T: Decodable>(
-        _ type: T.Type, from node: ConfigNode, at basePath: [PathKey], file: String, environment: [String: String]
+        _ type: T.Type, from node: ConfigNode, at basePath: [PathKey], file: String, environment: [String: String],
+        userInfo: [CodingUserInfoKey: Any] = [:]
     ) throws(ConfigError) -> T {
-        let run = DecodingRun(root: node, basePath: basePath, file: file, environment: environment)
+        let run = DecodingRun(root: node, basePath: basePath, file: file, environment: environment, userInfo: userInfo)
         var diagnostics: [ConfigDiagnostic] = []
         var value: T?
         do {

@@ -10,7 +10,7 @@ struct NodeDecoder: SettingsCapturingDecoder {
     let codingPath: [any CodingKey]
     let run: DecodingRun
 
-    var userInfo: [CodingUserInfoKey: Any] { [:] }
+    var userInfo: [CodingUserInfoKey: Any] { run.userInfo }
 
     func container<Key: CodingKey>(keyedBy type: Key.Type) throws -> KeyedDecodingContainer<Key> {
         let mapping = try self.mapping()

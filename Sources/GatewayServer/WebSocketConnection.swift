@@ -19,6 +19,8 @@ final class WebSocketConnection: SessionConnection, Sendable {
         /// Frames sent before `hello` went out; nil once it has.
         var preHello: [ByteBuffer]? = []
         var badFrames = 0
+        /// `rate_limited` answers since the last frame that went through.
+        var rateLimited = 0
         var closed = false
     }
 
@@ -35,6 +37,8 @@ final class WebSocketConnection: SessionConnection, Sendable {
     private let closed = ManagedAtomic<Bool>(false)
 
     static let maxBadFrames = 10
+    /// A client still sending after this many `rate_limited` answers in a row is closed (1008).
+    static let maxRateLimited = 20
 
     init(gateway: Gateway, channel: any Channel, handler: NIOLoopBound<WebSocketSessionHandler>, remoteAddress: String?, logger: Logger) {
         self.gateway = gateway
@@ -219,12 +223,23 @@ final class WebSocketConnection: SessionConnection, Sendable {
         let error = await gateway.handle(text: text, principal: session.principal) { reply in
             _ = self.write(reply)
         }
-        if error?.code == .badFrame {
+        switch error?.code {
+        case .badFrame?:
             let count = inbound.withLock { state -> Int in
                 state.badFrames += 1
                 return state.badFrames
             }
             if count >= Self.maxBadFrames { close(code: .badFrame, reason: "too many bad frames") }
+        case .rateLimited?:
+            let count = inbound.withLock { state -> Int in
+                state.rateLimited += 1
+                return state.rateLimited
+            }
+            if count >= Self.maxRateLimited { close(code: .policy, reason: "rate limit exceeded repeatedly") }
+        case nil:
+            inbound.withLock { $0.rateLimited = 0 }
+        default:
+            break
         }
     }
 

@@ -18,7 +18,7 @@ struct Chatgate: AsyncParsableCommand {
 /// Loads the config or prints its diagnostics and exits 1.
 func loadConfiguration(_ path: String) throws -> GatewayConfiguration {
     do {
-        return try ConfigLoader.load(path: path)
+        return try ConfigLoader.load(path: path, stageKinds: Set(BuiltInStages.factories.map(\.kind)))
     } catch {
         FileHandle.standardError.write(Data((error.description + "\n").utf8))
         throw ExitCode(1)

@@ -333,7 +333,14 @@ public struct PipelineEntry: Decodable, Sendable {
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        stage = try c.decode(String.self, forKey: .stage)
+        let kind = try c.decode(String.self, forKey: .stage)
+        if let kinds = decoder.userInfo[.gatewayStageKinds] as? Set<String>, !kinds.contains(kind) {
+            let prefix = String(kind.prefix(2))
+            let suggestion = kinds.first { $0.hasPrefix(prefix) }.map { " (did you mean '\($0)'?)" } ?? ""
+            throw DecodingError.dataCorruptedError(
+                forKey: .stage, in: c, debugDescription: "unknown stage kind '\(kind)'\(suggestion); known: \(kinds.sorted().joined(separator: ", "))")
+        }
+        stage = kind
         name = try c.decodeIfPresent(String.self, forKey: .name) ?? stage
         let kinds = try c.decodeIfPresent([FrameKind].self, forKey: .on) ?? [.send]
         try require(!kinds.isEmpty, c, .on, "must list at least one frame type")
@@ -351,4 +358,10 @@ public struct PipelineEntry: Decodable, Sendable {
 /// by the stage's factory into its own type (the config module's YAML decoder is one).
 public protocol SettingsCapturingDecoder: Decoder {
     func settingsSource(forKey key: String) throws -> any SettingsSource
+}
+
+extension CodingUserInfoKey {
+    /// The stage kinds the registry knows (`Set<String>`): with it, a pipeline entry naming
+    /// another kind fails at its YAML line.
+    public static let gatewayStageKinds = CodingUserInfoKey(rawValue: "gateway.stageKinds")!
 }
