@@ -157,7 +157,10 @@ let package = Package(
         ),
         .testTarget(
             name: "StageAuthTests",
-            dependencies: ["StageAuth", "GatewayCore", "GatewayTesting", .product(name: "JWTKit", package: "jwt-kit")],
+            dependencies: [
+                "StageAuth", "GatewayCore", "GatewayTesting", .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Crypto", package: "swift-crypto"), .product(name: "CryptoExtras", package: "swift-crypto"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]

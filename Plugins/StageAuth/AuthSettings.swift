@@ -29,7 +29,8 @@ import JWTKit
 /// `kid`, must not contain private parts, and keys whose `use` is not `sig` are skipped; a
 /// token carrying a `kid` is then verified with that JWKS key only.
 ///
-/// Invalid values are reported at their key; secrets render as `<redacted>`.
+/// Invalid values are reported at their key (unknown keys by the config loader); secrets
+/// render as `<redacted>`.
 public struct AuthSettings: Codable, Sendable {
     public var hs256Secret: Secret?
     public var hs384Secret: Secret?
@@ -47,7 +48,7 @@ public struct AuthSettings: Codable, Sendable {
     public static let defaultLeewaySeconds = 30
     public static let leewayRange = 0...600
 
-    enum CodingKeys: String, CodingKey, CaseIterable {
+    enum CodingKeys: String, CodingKey {
         case hs256Secret = "hs256_secret"
         case hs384Secret = "hs384_secret"
         case hs512Secret = "hs512_secret"
@@ -82,7 +83,6 @@ public struct AuthSettings: Codable, Sendable {
     }
 
     public init(from decoder: any Decoder) throws {
-        try Self.rejectUnknownKeys(decoder)
         let container = try decoder.container(keyedBy: CodingKeys.self)
         hs256Secret = try container.decodeIfPresent(Secret.self, forKey: .hs256Secret)
         hs384Secret = try container.decodeIfPresent(Secret.self, forKey: .hs384Secret)
@@ -103,22 +103,6 @@ public struct AuthSettings: Codable, Sendable {
                 throw DecodingError.dataCorruptedError(forKey: key, in: container, debugDescription: error.reason)
             }
             throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: error.reason))
-        }
-    }
-
-    /// A misspelt key must not pass silently: `audiance: chat` would turn the audience check off.
-    private static func rejectUnknownKeys(_ decoder: any Decoder) throws {
-        struct AnyKey: CodingKey {
-            var stringValue: String
-            var intValue: Int? { nil }
-            init(stringValue: String) { self.stringValue = stringValue }
-            init?(intValue: Int) { nil }
-        }
-        let container = try decoder.container(keyedBy: AnyKey.self)
-        for key in container.allKeys where CodingKeys(stringValue: key.stringValue) == nil {
-            throw DecodingError.dataCorruptedError(
-                forKey: key, in: container,
-                debugDescription: "unknown key '\(key.stringValue)' (known: \(CodingKeys.allCases.map(\.stringValue).joined(separator: ", ")))")
         }
     }
 

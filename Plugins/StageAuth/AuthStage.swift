@@ -99,7 +99,7 @@ public struct AuthStage: Stage, Authenticator {
         let now = clock.nowMillis()
         let expiresAt = try Self.numericDate(claims["exp"], name: "exp")
         if let expiresAt {
-            guard now <= expiresAt + leewayMillis else { throw GatewayError(.tokenExpired, "token expired") }
+            guard now < expiresAt + leewayMillis else { throw GatewayError(.tokenExpired, "token expired") }
         } else if requireExp {
             throw .unauthorized("token has no exp")
         }

@@ -5,7 +5,7 @@ import GatewayCore
 struct TokenHeader {
     /// Headers that point at keys (a URL, an embedded key or certificate chain): a token must
     /// never choose the key that verifies it.
-    static let forbiddenParameters = ["x5c"]
+    static let forbiddenParameters = ["jku", "x5u", "jwk", "x5c"]
 
     let algorithm: String
     let kid: String?

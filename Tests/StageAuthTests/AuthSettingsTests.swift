@@ -69,12 +69,6 @@ struct AuthSettingsTests {
         #expect(failure?.message.hasPrefix("no key configured") == true)
     }
 
-    @Test func unknownKey() {
-        let failure = Self.failure(#"{"hs256_secret": "\#(Fixtures.hs256Secret)", "audiance": "chat"}"#)
-        #expect(failure?.key == "audiance")
-        #expect(failure?.message.hasPrefix("unknown key 'audiance'") == true)
-    }
-
     @Test func wrongTypeNamesTheKey() {
         do {
             _ = try Self.decode(#"{"hs256_secret": "\#(Fixtures.hs256Secret)", "leeway_s": "thirty"}"#)
