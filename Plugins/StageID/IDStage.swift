@@ -39,7 +39,7 @@ public struct IDSettings: Codable, Sendable {
 ///
 /// On the first message after start it reads the highest stored id so that ids keep increasing
 /// across a restart, even with the clock set back.
-public struct IDStage: Stage {
+public struct IDStage: Stage, MessageIDSource {
     public let generator: SnowflakeGenerator
 
     public init(settings: IDSettings, workerID: Int, clock: any GatewayClock) {
@@ -53,6 +53,11 @@ public struct IDStage: Stage {
         envelope.id = generator.next()
         envelope.timestamp = context.clock.nowMillis()
         return .continue
+    }
+
+    public func nextID(after floor: UInt64) -> UInt64 {
+        generator.resume(after: floor)
+        return generator.next()
     }
 
     public static let factory = StageFactory(kind: "id", settings: IDSettings.self) { settings, context in

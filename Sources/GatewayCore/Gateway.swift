@@ -74,11 +74,18 @@ public final class Gateway: Sendable {
         let principal = Principal(user: identity.user, device: device ?? sessionID, session: sessionID, transport: transport, remoteAddress: remoteAddress)
         let session = Session(principal: principal, connection: connection, openedAt: clock.nowMillis(), tokenExpiresAt: identity.expiresAt)
         try hub.register(session)
+        // WebSocket sessions are logged by their connection, which also knows the close code.
+        if transport != .websocket {
+            logger.debug("session opened", metadata: ["gateway.session": "\(sessionID)", "gateway.transport": "\(transport.rawValue)"])
+        }
         return session
     }
 
     public func close(_ session: Session) {
         hub.unregister(session)
+        if session.principal.transport != .websocket {
+            logger.debug("session closed", metadata: ["gateway.session": "\(session.id)", "gateway.transport": "\(session.principal.transport.rawValue)"])
+        }
     }
 
     /// The `hello` frame for a new session.
@@ -107,6 +114,7 @@ public final class Gateway: Sendable {
         case .success(let frame):
             return await handle(frame, principal: principal, reply: reply)
         case .failure(let error):
+            logger.debug("frame rejected", metadata: ["gateway.session": "\(principal.session)", "gateway.code": "\(error.error.code.rawValue)"])
             reply(ServerFrame.error(error.error, ref: error.ref))
             return error.error
         }
@@ -146,6 +154,13 @@ public final class Gateway: Sendable {
             if clientError.code == .internal {
                 logger.error("frame failed", metadata: ["error": "\(error)", "gateway.frame": "\(frame.kind.rawValue)"])
             }
+            // Code and message only: never the frame's body.
+            logger.debug(
+                "frame rejected",
+                metadata: [
+                    "gateway.session": "\(principal.session)", "gateway.frame": "\(frame.kind.rawValue)",
+                    "gateway.code": "\(clientError.code.rawValue)", "gateway.reason": "\(clientError.message)",
+                ])
             reply(ServerFrame.error(clientError, ref: frame.ref))
             return clientError
         }
@@ -192,7 +207,8 @@ public final class Gateway: Sendable {
         }
         let outcome: CommitOutcome
         do {
-            outcome = try await committer.commit(PendingMessage(message: message, inboxes: recipients, originSession: principal.session))
+            outcome = try await committer.commit(
+                PendingMessage(message: message, inboxes: recipients, originSession: principal.session), ids: pipeline.idSource)
         } catch {
             stats.messagesRejected.wrappingIncrement(ordering: .relaxed)
             throw error

@@ -16,12 +16,24 @@ public final class Readiness: Sendable {
     public func markDraining() { state.withLock { $0.draining = true } }
 }
 
-/// The admin port's routes (PROTOCOL.md section 7).
+/// The admin port's routes (PROTOCOL.md section 7; docs/OPERATIONS.md).
+///
+/// Everything but `/healthz`, `/readyz` and the dashboard's page needs the admin token; the page
+/// itself holds no figures (its script fetches them with the token). Mutations are POST only:
+/// a GET on them is `405`.
 struct AdminRoutes: Sendable {
     let gateway: Gateway
     let longPoll: LongPollRegistry
     let readiness: Readiness
     let token: Secret
+    let reloader: PipelineReloader
+    let metrics: MetricsExporter
+
+    /// The most sessions `/admin/connections` lists in one answer.
+    static let maxListedSessions = 10_000
+    /// WebSocket sessions closed by `/admin/kick` get this code (policy): the operator removed
+    /// them; the client may reconnect with a valid token.
+    static let kickCloseCode = CloseCode.policy
 
     func register(on router: Router<GatewayRequestContext>) {
         router.get("/healthz") { _, _ in Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "ok"))) }
@@ -30,36 +42,130 @@ struct AdminRoutes: Sendable {
                 ? Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "ready")))
                 : Response(status: .serviceUnavailable, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "not ready")))
         }
-        let admin = router.group("/admin").add(middleware: AdminTokenMiddleware(token: token))
+        router.get("/admin") { _, _ in AdminDashboard.response() }
+
+        let authorized = router.group().add(middleware: AdminTokenMiddleware(token: token))
+        authorized.get("/metrics") { _, _ in await self.prometheus() }
+        let admin = authorized.group("/admin")
         admin.get("stats") { _, _ in HTTPReply.json(await self.stats(), noStore: true) }
+        admin.get("pipeline") { _, _ in HTTPReply.json(Self.describe(self.gateway.pipeline), noStore: true) }
+        admin.post("reload") { _, _ in await self.reload() }
+        admin.get("reload") { _, _ in Self.postOnly() }
+        admin.get("connections") { request, _ in try self.connections(request) }
+        admin.post("kick") { request, context in try await self.kick(request, context) }
+        admin.get("kick") { _, _ in Self.postOnly() }
+    }
+
+    func figures() async -> GatewayFigures {
+        await GatewayFigures.read(gateway: gateway, reloads: reloader.counts)
     }
 
     func stats() async -> JSONValue {
-        let store = (try? await gateway.stores.messages.statistics()) ?? StoreStatistics(messages: 0, inboxEntries: 0, bytes: 0)
-        let stages: [JSONValue] = gateway.pipeline.entries.map { entry in
+        await figures().json
+    }
+
+    private func prometheus() async -> Response {
+        let text = metrics.render(await figures())
+        return Response(
+            status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8", .cacheControl: "no-store"],
+            body: .init(byteBuffer: ByteBuffer(bytes: text)))
+    }
+
+    private static func postOnly() -> Response {
+        HTTPReply.error(GatewayError(.badFrame, "method not allowed: use POST"), status: 405, headers: [("Allow", "POST")])
+    }
+
+    // MARK: Pipeline
+
+    /// The pipeline in force: names, kinds, frame kinds and effective settings (secrets are
+    /// `<redacted>` already in `Entry.settings`).
+    static func describe(_ pipeline: Pipeline) -> JSONValue {
+        let stages: [JSONValue] = pipeline.entries.map { entry in
             [
                 "name": .string(entry.name), "kind": .string(entry.kind),
-                "processed": .int(entry.stats.processed.load(ordering: .relaxed)),
-                "rejected": .int(entry.stats.rejected.load(ordering: .relaxed)),
-                "errors": .int(entry.stats.errors.load(ordering: .relaxed)),
-                "p50_us": .int(Int64(entry.stats.latency.percentile(0.50))),
-                "p99_us": .int(Int64(entry.stats.latency.percentile(0.99))),
+                "on": .array(entry.on.map(\.rawValue).sorted().map { .string($0) }),
+                "settings": entry.settings,
             ]
         }
-        let s = gateway.stats
-        return [
-            "uptime_s": .int((gateway.clock.nowMillis() - s.startedAt) / 1000),
-            "connections": ["websocket": .int(gateway.hub.count(of: .websocket)), "longpoll": .int(gateway.hub.count(of: .longpoll))],
-            "users_online": .int(gateway.hub.onlineUserCount),
-            "frames_in": .int(s.framesIn.load(ordering: .relaxed)),
-            "frames_out": .int(s.framesOut.load(ordering: .relaxed)),
-            "messages_accepted": .int(s.messagesAccepted.load(ordering: .relaxed)),
-            "messages_rejected": .int(s.messagesRejected.load(ordering: .relaxed)),
-            "stages": .array(stages),
-            "store": ["messages": .int(store.messages), "inbox_entries": .int(store.inboxEntries), "bytes": .int(store.bytes)],
-            "push": ["sent": 0, "failed": 0, "queued": 0],
-            "media": ["uploads": 0, "bytes_in": 0, "bytes_stored": 0],
-        ]
+        return ["stages": .array(stages)]
+    }
+
+    private func reload() async -> Response {
+        do {
+            let pipeline = try await reloader.reload()
+            guard case .object(var object) = Self.describe(pipeline) else { return HTTPReply.json(["reloaded": true]) }
+            object["reloaded"] = true
+            return HTTPReply.json(.object(object), noStore: true)
+        } catch {
+            guard error.isInvalidConfig else { return HTTPReply.error(GatewayError(.conflict, error.description)) }
+            // The PROTOCOL error shape, plus the diagnostics one per entry for tools.
+            var parts = HTTPReply.errorParts(GatewayError(.badFrame, error.description), status: 400)
+            let diagnostics = error.description.split(separator: "\n").map { JSONValue.string(String($0)) }
+            let body: JSONValue = [
+                "error": ["code": .string(GatewayError.Code.badFrame.rawValue), "message": .string(error.description)],
+                "diagnostics": .array(diagnostics),
+            ]
+            parts.body = ByteBuffer(bytes: body.jsonBytes)
+            return Response(status: parts.status, headers: parts.headers, body: .init(byteBuffer: parts.body))
+        }
+    }
+
+    // MARK: Connections
+
+    private func connections(_ request: Request) throws -> Response {
+        let limit: Int
+        if let text = request.query("limit") {
+            guard let value = Int(text), (1...Self.maxListedSessions).contains(value) else {
+                throw GatewayError.badFrame("'limit' must be 1...\(Self.maxListedSessions)")
+            }
+            limit = value
+        } else {
+            limit = 1000
+        }
+        let sessions: [Session]
+        if let user = request.query("user") {
+            guard Address.isValidID(user) else { throw GatewayError.badFrame("'user' must be 1 to 64 characters of [A-Za-z0-9_.@-]") }
+            sessions = gateway.hub.sessions(of: user)
+        } else {
+            sessions = gateway.hub.allSessions()
+        }
+        let listed = sessions.sorted { ($0.openedAt, $0.id) < ($1.openedAt, $1.id) }.prefix(limit)
+        let items: [JSONValue] = listed.map { session in
+            let p = session.principal
+            return [
+                "session": .string(p.session), "user": .string(p.user), "device": .string(p.device),
+                "transport": .string(p.transport.rawValue), "remote_address": p.remoteAddress.map { .string($0) } ?? .null,
+                "opened_at": .int(session.openedAt), "last_active_at": .int(session.lastActiveAt.load(ordering: .relaxed)),
+            ]
+        }
+        return HTTPReply.json(
+            ["sessions": .array(items), "total": .int(sessions.count), "truncated": .bool(sessions.count > listed.count)], noStore: true)
+    }
+
+    private func kick(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
+        var request = request
+        let raw: ByteBuffer
+        do {
+            raw = try await request.collectBody(upTo: 4096)
+        } catch {
+            throw GatewayError(.tooLarge, "request body larger than 4096 bytes")
+        }
+        let value: JSONValue
+        do {
+            value = try raw.withUnsafeReadableBytes { bytes throws(JSONParser.Error) in try JSONParser.parse(bytes) }
+        } catch {
+            throw GatewayError.badFrame(error.description)
+        }
+        guard let user = value["user"]?.stringValue, Address.isValidID(user) else {
+            throw GatewayError.badFrame("body must be {\"user\": \"<user id>\"}")
+        }
+        let sessions = gateway.hub.sessions(of: user)
+        for session in sessions {
+            // Long-poll sessions are removed at once; WebSocket ones get a close frame.
+            session.connection.close(code: Self.kickCloseCode, reason: "closed by an operator")
+        }
+        context.logger.info("sessions kicked", metadata: ["gateway.user": "\(user)", "gateway.sessions": "\(sessions.count)"])
+        return HTTPReply.json(["user": .string(user), "closed": .int(sessions.count)], noStore: true)
     }
 }
 

@@ -24,15 +24,35 @@ public final class GatewayApplication: Sendable {
     private let configuration: GatewayConfiguration
     private let logger: Logger
     private let extraServices: [any Service]
+    /// The services of the pipeline in force, replaced on reload.
+    private let stageServices: StageServiceHost
+    let reloader: PipelineReloader
+    let metrics = MetricsExporter()
 
     /// - Parameters:
-    ///   - services: more services to run (the stages' pools and queues).
-    public init(configuration: GatewayConfiguration, gateway: Gateway, logger: Logger, services: [any Service] = []) {
+    ///   - services: more services to run that do not belong to the pipeline. The pipeline's own
+    ///     (`gateway.pipeline.services`) are run by the application, and replaced on reload.
+    ///   - reloadPipeline: builds the pipeline `POST /admin/reload` and `reloadPipeline()` put in
+    ///     force (the executable re-reads its config file); nil when there is nothing to reload.
+    public init(
+        configuration: GatewayConfiguration, gateway: Gateway, logger: Logger, services: [any Service] = [],
+        reloadPipeline: PipelineSource? = nil
+    ) {
         self.configuration = configuration
         self.gateway = gateway
         self.logger = logger
         self.longPoll = LongPollRegistry(gateway: gateway, settings: configuration.longpoll)
         self.extraServices = services
+        self.stageServices = StageServiceHost(services: gateway.pipeline.services, logger: logger)
+        self.reloader = PipelineReloader(gateway: gateway, source: reloadPipeline, services: stageServices, logger: logger)
+    }
+
+    /// Rebuilds the pipeline (re-reading the config file) and puts it in force for new frames,
+    /// without dropping a connection; on error the pipeline in force stays. SIGHUP and
+    /// `POST /admin/reload` both end here; concurrent reloads are refused (`inProgress`).
+    @discardableResult
+    public func reloadPipeline() async throws(ReloadError) -> Pipeline {
+        try await reloader.reload()
     }
 
     /// The bound (public, admin) ports, once both listen.
@@ -98,7 +118,10 @@ public final class GatewayApplication: Sendable {
 
         let adminRouter = Router(context: GatewayRequestContext.self)
         adminRouter.add(middleware: ErrorMiddleware())
-        AdminRoutes(gateway: gateway, longPoll: longPoll, readiness: readiness, token: configuration.listen.admin.token).register(on: adminRouter)
+        AdminRoutes(
+            gateway: gateway, longPoll: longPoll, readiness: readiness, token: configuration.listen.admin.token, reloader: reloader,
+            metrics: metrics
+        ).register(on: adminRouter)
         let adminSettings = configuration.listen.admin
         let adminApp = Application(
             router: adminRouter,
@@ -110,6 +133,7 @@ public final class GatewayApplication: Sendable {
             .init(service: StoreCloser(gateway: gateway, logger: logger), successTerminationBehavior: .ignore)
         ]
         list += extraServices.map { .init(service: $0) }
+        list.append(.init(service: stageServices))
         list.append(.init(service: publicApp))
         list.append(.init(service: adminApp))
         list.append(.init(service: SessionDrainer(application: self), successTerminationBehavior: .ignore))

@@ -163,10 +163,26 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
 }
 
 /// Remembers the head of a request that asks for an upgrade, so a refused handshake can be
-/// answered with the right status (NIO's upgrade handler consumes that request).
+/// answered with the right status (NIO's upgrade handler consumes that request), and answers
+/// requests the HTTP parser refuses: 431 for oversized headers, 400 for the rest (a body with
+/// both Content-Length and Transfer-Encoding, say), then closes so nothing after them is served.
 final class HandshakeHeadCapture: ChannelInboundHandler, RemovableChannelHandler, Sendable {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard let parserError = error as? HTTPParserError else {
+            context.fireErrorCaught(error)
+            return
+        }
+        guard context.channel.isActive else { return }
+        let status: HTTPResponseStatus = parserError == .headerOverflow ? .requestHeaderFieldsTooLarge : .badRequest
+        let head = HTTPResponseHead(version: .http1_1, status: status, headers: ["Connection": "close", "Content-Length": "0"])
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        context.close(promise: nil)
+    }
 
     private let head = NIOLockedValueBox<HTTPRequestHead?>(nil)
 

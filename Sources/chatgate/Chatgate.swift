@@ -43,12 +43,12 @@ struct Serve: AsyncParsableCommand {
         let logger = Logger(label: "chatgate")
         let bootstrap: Bootstrap
         do {
-            bootstrap = try Bootstrap.make(configuration: configuration, logger: logger)
+            bootstrap = try Bootstrap.make(configuration: configuration, configPath: config, logger: logger)
         } catch {
             FileHandle.standardError.write(Data("\(config): error: \(error)\n".utf8))
             throw ExitCode(1)
         }
-        let group = try bootstrap.serviceGroup(logger: logger)
+        let group = try bootstrap.serviceGroup(logger: logger, reloadSignal: .sighup)
         let application = bootstrap.application
         Task {
             let ports = await application.listeningPorts()

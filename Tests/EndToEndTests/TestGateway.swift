@@ -54,13 +54,14 @@ final class TestGateway: Sendable {
               - stage: persist
               - stage: fanout
             """
-        var yaml = """
-            node: { id: test-node, worker_id: 7 }
-            listen:
-              public: { host: 127.0.0.1, port: 0 }
-              admin: { host: 127.0.0.1, port: 0, token: admin-test-token }
-            store: { kind: sqlite, path: "\(directory.path)/chat.db", durability: relaxed }
-            """
+        let defaults: [(String, String)] = [
+            ("node", "node: { id: test-node, worker_id: 7 }"),
+            ("listen", "listen: { public: { host: 127.0.0.1, port: 0 }, admin: { host: 127.0.0.1, port: 0, token: admin-test-token } }"),
+            ("store", "store: { kind: sqlite, path: \"\(directory.path)/chat.db\", durability: relaxed }"),
+        ]
+        // A section given in `extra` replaces the default one.
+        let given = Set(extra.split(separator: "\n").compactMap { line in line.split(separator: ":").first.map(String.init) })
+        var yaml = defaults.filter { !given.contains($0.0) }.map(\.1).joined(separator: "\n")
         if !extra.isEmpty { yaml += "\n" + extra }
         yaml += "\npipeline:\n" + (pipeline ?? defaultPipeline) + "\n"
         return yaml
@@ -74,14 +75,14 @@ final class TestGateway: Sendable {
         self.port = port
         self.adminPort = adminPort
         self.clock = clock
-        self.http = HTTPClient(eventLoopGroupProvider: .singleton)
+        // The process-wide client: it never needs a shutdown, so a failing test cannot crash the run.
+        self.http = HTTPClient.shared
     }
 
     /// Shuts down (sessions closed with 1001, store flushed) and removes the files.
     func stop(removeFiles: Bool = true) async {
         await group.triggerGracefulShutdown()
         _ = try? await runner.value
-        try? await http.shutdown()
         if removeFiles { try? FileManager.default.removeItem(at: directory) }
     }
 
@@ -196,4 +197,38 @@ func sendFrame(to: Address, body: JSONValue, id: String, ref: String? = nil) -> 
     var object: JSONObject = ["type": "send", "to": to.json, "body": body, "client_msg_id": .string(id)]
     if let ref { object["ref"] = .string(ref) }
     return .object(object)
+}
+
+// MARK: Booting from a config file (admin tests: reload re-reads it)
+
+extension TestGateway {
+    /// The config file `startFromFile` wrote; `POST /admin/reload` re-reads it.
+    var configPath: String { directory.appendingPathComponent("config.yaml").path }
+
+    /// Boots a gateway from a config file written in a fresh directory, so a reload can re-read
+    /// it; `extra` and `pipeline` as in `start`. `logger` receives the gateway's logs.
+    static func startFromFile(
+        extra: String = "", pipeline: String? = nil, clock: any GatewayClock = SystemClock(), logger: Logger? = nil
+    ) async throws -> TestGateway {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("chatgate-e2e-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let path = directory.appendingPathComponent("config.yaml").path
+        try Self.yaml(directory: directory, extra: extra, pipeline: pipeline).write(toFile: path, atomically: true, encoding: .utf8)
+        let configuration = try ConfigLoader.load(path: path, environment: [:], stageKinds: Set(BuiltInStages.factories.map(\.kind)))
+        var fallback = Logger(label: "e2e")
+        fallback.logLevel = ProcessInfo.processInfo.environment["E2E_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .critical
+        let logger = logger ?? fallback
+        let bootstrap = try Bootstrap.make(configuration: configuration, configPath: path, clock: clock, logger: logger)
+        let group = try bootstrap.serviceGroup(logger: logger, signals: [])
+        let runner = Task { try await group.run() }
+        let ports = await bootstrap.application.listeningPorts()
+        return TestGateway(
+            directory: directory, bootstrap: bootstrap, group: group, runner: runner, port: ports.public, adminPort: ports.admin, clock: clock)
+    }
+
+    /// Rewrites the config file (`extra` and `pipeline` as in `start`), or writes `raw` as is.
+    func rewriteConfig(extra: String = "", pipeline: String? = nil, raw: String? = nil) throws {
+        let text = raw ?? Self.yaml(directory: directory, extra: extra, pipeline: pipeline)
+        try text.write(toFile: configPath, atomically: true, encoding: .utf8)
+    }
 }

@@ -29,6 +29,8 @@ public final class Pipeline: Sendable {
     public let entries: [Entry]
     /// The stage that verifies tokens (the first `Authenticator` in the list), if any.
     public let authenticator: (any Authenticator)?
+    /// The stage that stamps ids (the first `MessageIDSource`), if any.
+    public let idSource: (any MessageIDSource)?
     /// Entries per frame kind, in pipeline order, so a frame walks only its own stages.
     private let byKind: [FrameKind: [Entry]]
     /// Services the stages need running (pools, queues), for the executable's ServiceGroup.
@@ -37,6 +39,7 @@ public final class Pipeline: Sendable {
     public init(entries: [Entry]) {
         self.entries = entries
         authenticator = entries.lazy.compactMap { $0.stage as? any Authenticator }.first
+        idSource = entries.lazy.compactMap { $0.stage as? any MessageIDSource }.first
         var byKind: [FrameKind: [Entry]] = [:]
         for kind in FrameKind.allCases {
             byKind[kind] = entries.filter { $0.on.contains(kind) }

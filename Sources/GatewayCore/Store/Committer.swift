@@ -17,6 +17,8 @@ public final class Committer: Sendable {
     }
 
     struct State {
+        /// The highest message id queued so far: ids are queued in increasing order.
+        var lastQueuedID: UInt64 = 0
         var queue: [Waiter] = []
         var flushing = false
         var closed = false
@@ -46,12 +48,22 @@ public final class Committer: Sendable {
     public var pendingCount: Int { state.withLock { $0.queue.count } }
 
     /// Stores one message (with the next batch) and returns what the store did with it.
-    public func commit(_ pending: PendingMessage) async throws -> CommitOutcome {
+    ///
+    /// Messages are queued, and so committed and given their inbox `seq`s, in increasing id
+    /// order: that is what makes every inbox show a conversation in id order. A message whose
+    /// id is not above the last one queued (its sender's pipeline was overtaken between the
+    /// `id` stage and here) gets a fresh id from `ids` first.
+    public func commit(_ pending: PendingMessage, ids: (any MessageIDSource)? = nil) async throws -> CommitOutcome {
         try await withCheckedThrowingContinuation { continuation in
             enum Action { case none, flush, reject(GatewayError) }
             let action: Action = state.withLock { state in
                 if state.closed { return .reject(.unavailable("the gateway is shutting down")) }
                 if state.queue.count >= maxPending { return .reject(.unavailable("the store is behind; retry shortly", retryAfterMs: 200)) }
+                var pending = pending
+                if pending.message.id <= state.lastQueuedID, let ids {
+                    pending.message.id = ids.nextID(after: state.lastQueuedID)
+                }
+                state.lastQueuedID = max(state.lastQueuedID, pending.message.id)
                 state.queue.append(Waiter(pending: pending, continuation: continuation))
                 if state.flushing { return .none }
                 state.flushing = true
@@ -158,4 +170,10 @@ public final class StoreFaults: Sendable {
         if delay > 0 { try? await Task.sleep(for: .milliseconds(delay)) }
         if let failure { throw failure }
     }
+}
+
+/// Hands out message ids above a floor; the `id` stage is one. The committer uses it to keep
+/// ids increasing in commit order.
+public protocol MessageIDSource: Sendable {
+    func nextID(after floor: UInt64) -> UInt64
 }

@@ -1,0 +1,84 @@
+import Foundation
+import Testing
+
+/// The real `chatgate` executable run as a child process, for tests that kill it.
+final class ChildGateway: @unchecked Sendable {
+    // `process`, `ports` and `log` are guarded by `lock`.
+    private let lock = NSLock()
+    private var log = ""
+    private(set) var publicPort = 0
+    private(set) var adminPort = 0
+    let process: Process
+    let configPath: String
+
+    /// The debug build's binary, which `swift build --build-tests` produces next to the tests.
+    static var binary: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent(".build/debug/chatgate")
+    }
+
+    static func start(configPath: String, environment: [String: String] = [:]) async throws -> ChildGateway {
+        let child = ChildGateway(configPath: configPath, environment: environment)
+        try await child.waitUntilListening()
+        return child
+    }
+
+    private init(configPath: String, environment: [String: String]) {
+        self.configPath = configPath
+        process = Process()
+        process.executableURL = Self.binary
+        process.arguments = ["serve", "--config", configPath]
+        var env = ProcessInfo.processInfo.environment
+        env["LOG_LEVEL"] = "info"
+        for (key, value) in environment { env[key] = value }
+        process.environment = env
+    }
+
+    private func waitUntilListening(timeout: Double = 30) async throws {
+        let pipe = Pipe()
+        process.standardError = pipe
+        process.standardOutput = FileHandle.nullDevice
+        pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
+            let data = handle.availableData
+            guard let self, !data.isEmpty else { return }
+            self.lock.withLock { self.log += String(decoding: data, as: UTF8.self) }
+        }
+        try process.run()
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let text = lock.withLock { log }
+            if let line = text.split(separator: "\n").first(where: { $0.contains("listening") && $0.contains("public=") }) {
+                publicPort = Self.port(in: String(line), key: "public=")
+                adminPort = Self.port(in: String(line), key: "admin=")
+                return
+            }
+            guard process.isRunning else { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw ChildError(description: "the gateway did not start listening: \(lock.withLock { log })")
+    }
+
+    static func port(in line: String, key: String) -> Int {
+        guard let range = line.range(of: key) else { return 0 }
+        let rest = line[range.upperBound...].prefix { $0 != " " }
+        return Int(rest.split(separator: ":").last ?? "") ?? 0
+    }
+
+    var output: String { lock.withLock { log } }
+
+    func kill9() {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    /// SIGTERM and wait: the graceful path.
+    func terminate() -> Int32 {
+        process.terminate()
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    struct ChildError: Error, CustomStringConvertible {
+        let description: String
+    }
+}
