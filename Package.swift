@@ -108,12 +108,27 @@ let package = Package(
         .target(name: "StagePersist", dependencies: ["GatewayCore"], path: "Plugins/StagePersist", swiftSettings: swiftSettings),
         .target(name: "StageFanout", dependencies: ["GatewayCore"], path: "Plugins/StageFanout", swiftSettings: swiftSettings),
 
+        // MARK: Benchmark (`chatgate bench`)
+        .target(
+            name: "GatewayBench",
+            dependencies: [
+                "GatewayCore", "StageAuth",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Executable
         .executableTarget(
             name: "chatgate",
             dependencies: [
                 "GatewayCore", "GatewayConfig", "GatewayServer", "SQLiteStore",
-                "StageAuth", "StageID", "StagePersist", "StageFanout",
+                "StageAuth", "StageID", "StagePersist", "StageFanout", "GatewayBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -126,6 +141,11 @@ let package = Package(
         ),
 
         // MARK: Tests
+        .testTarget(
+            name: "GatewayBenchTests",
+            dependencies: ["GatewayBench", "GatewayCore"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "GatewayCoreTests",
             dependencies: ["GatewayCore", "GatewayTesting"],
@@ -152,7 +172,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SQLiteStoreTests",
-            dependencies: ["SQLiteStore", "GatewayCore"],
+            dependencies: ["SQLiteStore", "GatewayCore", "GatewayTesting"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

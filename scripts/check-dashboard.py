@@ -4,9 +4,9 @@
 Usage: check-dashboard.py URL SCREENSHOT [MIN_UPDATES]
 
 Waits until the page has refreshed from /admin/stats at least MIN_UPDATES times (default 3)
-and the chart holds at least two points, then prints {"figures": {id: data-value}, "stages":
+and the chart holds at least two points (or the page shows an error), then prints {"figures": {id: data-value}, "stages":
 [...], "points": n, "chart_pixels": n, "status": text} and saves a screenshot. Exits 2 with a
-message on stderr when the page does not render in time. Used by the EndToEndTests'
+message on stderr when the page shows an error or does not render within 30 s. Used by the EndToEndTests'
 AdminDashboardBrowserTests; scripts/setup-browser.sh installs what it needs.
 """
 import json
@@ -52,13 +52,21 @@ def main():
         driver.set_page_load_timeout(30)
         driver.get(url)
         try:
+            # Rendered, or stopped on an error (a wrong token shows one at once).
             WebDriverWait(driver, 30, poll_frequency=0.1).until(
                 lambda d: d.execute_script(
-                    "return Number(document.body.dataset.updates) >= arguments[0]"
-                    " && Number(document.getElementById('chart').dataset.points) >= 2", min_updates))
+                    "return (Number(document.body.dataset.updates) >= arguments[0]"
+                    " && Number(document.getElementById('chart').dataset.points) >= 2)"
+                    " || document.getElementById('status').classList.contains('error')", min_updates))
         except TimeoutException:
+            pass
+        rendered = driver.execute_script(
+            "return Number(document.body.dataset.updates) >= arguments[0]"
+            " && Number(document.getElementById('chart').dataset.points) >= 2", min_updates)
+        if not rendered:
             status = driver.execute_script("return document.getElementById('status').textContent")
-            print(f"the dashboard did not render within 30 s (status: {status!r})", file=sys.stderr)
+            print(f"the dashboard did not render (status: {status!r})", file=sys.stderr)
+            os.makedirs(os.path.dirname(os.path.abspath(screenshot)), exist_ok=True)
             driver.save_screenshot(screenshot)
             return 2
         result = driver.execute_script(

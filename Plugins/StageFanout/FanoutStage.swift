@@ -22,7 +22,12 @@ public struct FanoutSettings: Codable, Sendable {
 }
 
 /// Resolves who gets a message: the 1:1 peer and the sender, or every member of the group.
-/// The gateway appends the message to each of their inboxes atomically with the message itself.
+///
+/// Write fanout (the default): the gateway appends the message to each of their inboxes
+/// atomically with the message itself. A group with more than `fanout_on_read_above` members is
+/// served fanout-on-read instead: only the sender's inbox gets an entry at send time
+/// (`recipients`), the other members are `liveOnlyRecipients` (live frames without a `seq`) and
+/// their entries are made when they next read their inbox. docs/GROUPS.md has the trade-off.
 public struct FanoutStage: Stage {
     public let settings: FanoutSettings
 
@@ -30,7 +35,15 @@ public struct FanoutStage: Stage {
 
     public func process(_ envelope: inout Envelope, context: StageContext) async throws -> StageOutcome {
         guard let to = envelope.to else { return .continue }
-        envelope.recipients = try await Recipients.resolve(to: to, sender: envelope.sender.user, groups: context.stores.groups)
+        let sender = envelope.sender.user
+        let recipients = try await Recipients.resolve(to: to, sender: sender, groups: context.stores.groups)
+        if case .group = to, recipients.count > settings.fanoutOnReadAbove {
+            envelope.recipients = [sender]
+            envelope.liveOnlyRecipients = recipients.filter { $0 != sender }
+        } else {
+            envelope.recipients = recipients
+            envelope.liveOnlyRecipients = nil
+        }
         return .continue
     }
 

@@ -298,7 +298,7 @@ final class BaselineHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
         }
         switch (head.method, path) {
         case (.POST, "/v1/groups"):
-            let object = (try? JSONSerialization.jsonObject(with: Data(buffer: body))) as? [String: Any] ?? [:]
+            let object = (try? JSONSerialization.jsonObject(with: Data(body.readableBytesView))) as? [String: Any] ?? [:]
             let id = object["id"] as? String ?? "g_\(UInt32.random(in: 0...UInt32.max))"
             var members = [user]
             for member in object["members"] as? [String] ?? [] where !members.contains(member) { members.append(member) }

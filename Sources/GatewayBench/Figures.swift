@@ -24,9 +24,9 @@ public struct Figures: Sendable, Equatable {
 
     /// Sets `p50_us`, `p99_us`, `p999_us` (with `prefix`) from a histogram.
     mutating func setLatency(_ histogram: LatencyHistogram, prefix: String = "") {
-        self[prefix + "p50_us"] = histogram.p50.map(Double.init)
-        self[prefix + "p99_us"] = histogram.p99.map(Double.init)
-        self[prefix + "p999_us"] = histogram.p999.map(Double.init)
+        self[prefix + "p50_us"] = histogram.p50.map { Double($0) }
+        self[prefix + "p99_us"] = histogram.p99.map { Double($0) }
+        self[prefix + "p999_us"] = histogram.p999.map { Double($0) }
     }
 
     /// The median of each figure over several runs (keys in the first run's order; a figure

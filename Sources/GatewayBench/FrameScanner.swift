@@ -53,9 +53,19 @@ enum FrameScanner {
     @inline(__always)
     static func find(_ needle: [UInt8], in bytes: UnsafeRawBufferPointer, from: Int) -> Int? {
         guard from >= 0, from < bytes.count, let base = bytes.baseAddress else { return nil }
+        let count = bytes.count
+        let length = needle.count
+        guard let first = needle.first, length <= count - from else { return nil }
         return needle.withUnsafeBytes { n -> Int? in
-            guard let found = memmem(base + from, bytes.count - from, n.baseAddress!, n.count) else { return nil }
-            return base.distance(to: UnsafeRawPointer(found))
+            var start = from
+            // memchr finds candidates for the first byte (vectorised in libc); then compare the rest.
+            while start + length <= count {
+                guard let hit = memchr(base + start, Int32(first), count - length - start + 1) else { return nil }
+                let index = base.distance(to: UnsafeRawPointer(hit))
+                if memcmp(base + index, n.baseAddress!, length) == 0 { return index }
+                start = index + 1
+            }
+            return nil
         }
     }
 

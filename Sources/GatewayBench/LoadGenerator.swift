@@ -114,6 +114,15 @@ final class LoadGenerator {
         openPromise = promise
         waitingForOpen = Set(indices)
         for index in indices { enqueue(index) }
+        // A handshake the server never answers must not hang the run.
+        let seconds = Int64(max(30, indices.count / 200))
+        let bound = NIOLoopBound(self, eventLoop: eventLoop)
+        eventLoop.scheduleTask(in: .seconds(seconds)) {
+            let generator = bound.value
+            guard let pending = generator.openPromise, !generator.waitingForOpen.isEmpty else { return }
+            generator.openPromise = nil
+            pending.fail(BenchError("\(generator.waitingForOpen.count) of \(indices.count) clients had no hello within \(seconds) s"))
+        }
         return promise.futureResult
     }
 
@@ -254,6 +263,12 @@ final class LoadGenerator {
         client.open = true
         client.attempts = 0
         openCount += 1
+        if plan.tracking, let inbox = FrameScanner.integer(after: FrameScanner.Keys.inboxSeq, in: bytes), Int64(inbox.value) < client.lastSeq {
+            // The server lost its state (the baseline keeps nothing): start over from its position.
+            count(error: "inbox_seq_went_back")
+            client.lastSeq = Int64(inbox.value)
+            client.outOfOrder = []
+        }
         if plan.tracking {
             requestSync(client)
         } else {
@@ -401,7 +416,18 @@ final class LoadGenerator {
             requestSync(client)
         }
         flushDirty()
-        if pendingSyncs == 0 { promise.succeed() } else { syncPromise = promise }
+        if pendingSyncs == 0 {
+            promise.succeed()
+        } else {
+            syncPromise = promise
+            let bound = NIOLoopBound(self, eventLoop: eventLoop)
+            eventLoop.scheduleTask(in: .seconds(30)) {
+                let generator = bound.value
+                guard let pending = generator.syncPromise else { return }
+                generator.syncPromise = nil
+                pending.fail(BenchError("\(generator.pendingSyncs) final syncs unanswered after 30 s"))
+            }
+        }
         return promise.futureResult
     }
 
@@ -591,8 +617,29 @@ final class LoadGenerator {
         count(error: reason)
     }
 
+    /// POSTs each body with its token, one after the other on one connection; the statuses in order.
+    func post(_ uri: String, _ requests: [(token: String, body: String)]) -> EventLoopFuture<[Int]> {
+        let eventLoop = self.eventLoop
+        guard !requests.isEmpty else { return eventLoop.makeSucceededFuture([]) }
+        return httpConnection().flatMap { bound in
+            let connection = bound.value
+            let promise = eventLoop.makePromise(of: [Int].self)
+            var statuses: [Int] = []
+            for request in requests {
+                connection.request(.POST, uri, token: request.token, body: ByteBuffer(string: request.body)) { status, _ in
+                    statuses.append(status)
+                    if statuses.count == requests.count {
+                        connection.close()
+                        promise.succeed(statuses)
+                    }
+                }
+            }
+            return promise.futureResult
+        }
+    }
+
     /// Opens one HTTP connection on the generator's loop.
-    func httpConnection() -> EventLoopFuture<HTTPConnection> {
+    func httpConnection() -> EventLoopFuture<NIOLoopBound<HTTPConnection>> {
         let connection = HTTPConnection(host: "\(plan.target.host):\(plan.target.port)")
         let bound = NIOLoopBound(connection, eventLoop: eventLoop)
         return ClientBootstrap(group: eventLoop)
@@ -604,7 +651,7 @@ final class LoadGenerator {
                 }
             }
             .connect(host: plan.target.host, port: plan.target.port)
-            .map { _ in bound.value }
+            .map { _ in bound }
     }
 
     // MARK: Stopping
@@ -623,6 +670,13 @@ final class LoadGenerator {
         if liveChannels == 0 { return eventLoop.makeSucceededVoidFuture() }
         let promise = eventLoop.makePromise(of: Void.self)
         closedPromise = promise
+        let bound = NIOLoopBound(self, eventLoop: eventLoop)
+        eventLoop.scheduleTask(in: .seconds(10)) {
+            // Closing is local; if a channel still has not reported after this, stop waiting.
+            let generator = bound.value
+            generator.closedPromise?.succeed()
+            generator.closedPromise = nil
+        }
         return promise.futureResult
     }
 }
@@ -649,7 +703,8 @@ final class LongPollReceiver {
             switch result {
             case .failure(let error):
                 promise.fail(BenchError("long-poll connect failed: \(error)"))
-            case .success(let connection):
+            case .success(let bound):
+                let connection = bound.value
                 receiver.connection = connection
                 connection.request(.POST, "/v1/lp/open", token: receiver.client.token, body: ByteBuffer(string: "{}")) { status, body in
                     let session = body.withUnsafeReadableBytes { FrameScanner.string(after: Array("\"session\":\"".utf8), in: $0) }

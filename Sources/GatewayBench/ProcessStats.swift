@@ -77,7 +77,8 @@ public struct MachineInfo: Sendable, Equatable {
     static func openFilesLimit() -> Int {
         var limit = rlimit()
         guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
-        return limit.rlim_cur == RLIM_INFINITY ? 1 << 20 : Int(limit.rlim_cur)
+        // RLIM_INFINITY is all ones (the macro does not import as a typed constant).
+        return limit.rlim_cur == rlim_t.max ? 1 << 20 : Int(limit.rlim_cur)
     }
 }
 

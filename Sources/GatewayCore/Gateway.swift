@@ -16,7 +16,10 @@ public final class Gateway: Sendable {
     public let committer: Committer
     public let clock: any GatewayClock
     public let stats: GatewayStats
+    public let presence: Presence
     public let logger: Logger
+    /// Guards the last `typing` time per session: at most one typing event per second each.
+    private let typingTimes = Mutex<[String: Int64]>([:])
     /// Guards the pipeline in force; a reload swaps it.
     private let current: Mutex<Pipeline>
     /// Guards the counter that makes session ids unique on this node.
@@ -36,6 +39,9 @@ public final class Gateway: Sendable {
         let stats = GatewayStats(startedAt: clock.nowMillis())
         self.stats = stats
         current = Mutex(pipeline)
+        let presence = Presence(hub: hub, settings: configuration.presence, clock: clock, stores: stores)
+        self.presence = presence
+        hub.setOnlineObserver { user, online in presence.userChanged(user, online: online) }
         committer = Committer(store: stores.messages, maxPending: configuration.limits.maxPendingCommits, faults: faults, logger: logger) {
             batch, outcomes in
             Gateway.deliver(batch: batch, outcomes: outcomes, hub: hub, stats: stats)
@@ -142,9 +148,16 @@ public final class Gateway: Sendable {
                 try await read(frame, principal: principal)
             case .presenceSubscribe:
                 let users = try frame.presenceUsers()
-                reply(presenceReply(users: users, ref: frame.ref))
+                var envelope = Envelope(kind: .presenceSubscribe, sender: principal, ref: frame.ref, frame: frame.object, timestamp: clock.nowMillis())
+                if case .reject(let error) = await pipeline.run(&envelope) { throw error }
+                guard let session = session(of: principal) else {
+                    reply(try await presence.query(viewer: principal.user, users: users, ref: frame.ref))
+                    return nil
+                }
+                reply(try await presence.subscribe(session, to: users, ref: frame.ref))
             case .presenceUnsubscribe:
-                _ = try frame.presenceUsers()
+                let users = try frame.presenceUsers()
+                if let session = session(of: principal) { presence.unsubscribe(session, from: users) }
             case .auth:
                 throw GatewayError.badFrame("already authenticated")
             }
@@ -197,9 +210,10 @@ public final class Gateway: Sendable {
         } else {
             recipients = try await Recipients.resolve(to: to, sender: principal.user, groups: stores.groups)
         }
+        let liveOnly = envelope.liveOnlyRecipients ?? []
         guard envelope.persist else {
             // No persist stage: relay live only, no inbox and so no seq.
-            let pending = PendingMessage(message: message, inboxes: recipients, originSession: principal.session)
+            let pending = PendingMessage(message: message, inboxes: recipients + liveOnly, originSession: principal.session)
             Gateway.deliverEphemeral(pending, hub: hub, stats: stats)
             stats.messagesAccepted.wrappingIncrement(ordering: .relaxed)
             reply(ServerFrame.ack(ref: frame.ref, id: id, seq: nil, timestamp: message.timestamp, clientMsgID: clientMsgID, duplicate: false))
@@ -207,8 +221,14 @@ public final class Gateway: Sendable {
         }
         let outcome: CommitOutcome
         do {
-            outcome = try await committer.commit(
-                PendingMessage(message: message, inboxes: recipients, originSession: principal.session), ids: pipeline.idSource)
+            let pending = PendingMessage(message: message, inboxes: recipients, originSession: principal.session, liveOnly: liveOnly)
+            if pending.isFanoutOnRead {
+                // The sender's entry must follow the group's earlier messages still waiting for
+                // them, which the commit would otherwise materialize inside the shared group
+                // commit: bring the sender's inbox up to date first, in bounded transactions.
+                _ = try await stores.messages.inboxHead(user: principal.user)
+            }
+            outcome = try await committer.commit(pending, ids: pipeline.idSource)
         } catch {
             stats.messagesRejected.wrappingIncrement(ordering: .relaxed)
             throw error
@@ -229,6 +249,10 @@ public final class Gateway: Sendable {
 
     /// Live delivery after a group commit, in commit order: each recipient's sessions get the
     /// message with that recipient's seq; the sending session gets its ack instead.
+    ///
+    /// Fanout-on-read recipients (`liveOnly`, and any user of `inboxes` the store held back, see
+    /// `CommitOutcome.stored`) have no inbox entry yet, so their sessions get the frame without a
+    /// `seq`: the seq is assigned when their inbox is next read, and clients dedupe by `id`.
     static func deliver(batch: [PendingMessage], outcomes: [CommitOutcome], hub: SessionHub, stats: GatewayStats) {
         for (pending, outcome) in zip(batch, outcomes) {
             guard case .stored(let message, let seqs) = outcome else { continue }
@@ -238,6 +262,20 @@ public final class Gateway: Sendable {
                     let t = template ?? MessageFrameTemplate(message)
                     template = t
                     return t.frame(seq: entry.seq)
+                }
+                if reached > 0 { stats.deliveries.wrappingIncrement(by: reached, ordering: .relaxed) }
+            }
+            var withoutSeq = pending.liveOnly
+            if seqs.count < pending.inboxes.count {
+                let entered = Set(seqs.map(\.user))
+                withoutSeq += pending.inboxes.filter { !entered.contains($0) }
+            }
+            var unsequenced: ByteBuffer?
+            for user in withoutSeq {
+                let reached = hub.deliver(to: user, exceptSession: pending.originSession) {
+                    let frame = unsequenced ?? ServerFrame.message(message, seq: nil)
+                    unsequenced = frame
+                    return frame
                 }
                 if reached > 0 { stats.deliveries.wrappingIncrement(by: reached, ordering: .relaxed) }
             }
@@ -276,14 +314,33 @@ public final class Gateway: Sendable {
                 throw GatewayError.forbidden("not a member of group '\(id)'")
             }
         }
-        let page = try await stores.messages.history(conversation: with.conversationKey(sender: user), before: before, limit: limit)
-        return ServerFrame.history(ref: ref, messages: page.messages, more: page.more)
+        let conversation = with.conversationKey(sender: user)
+        let page = try await stores.messages.history(conversation: conversation, before: before, limit: limit)
+        // Each member's read position, so a client can show read marks.
+        let positions = try await stores.receipts.readPositions(conversation: conversation)
+        var reads = JSONObject()
+        for (member, upTo) in positions.sorted(by: { $0.key < $1.key }) { reads[member] = .string(String(upTo)) }
+        return ServerFrame.history(ref: ref, messages: page.messages, more: page.more, extra: ["reads": .object(reads)])
     }
 
     // MARK: Ephemeral frames
 
+    /// The live session a principal speaks for (nil for the stateless HTTP API).
+    func session(of principal: Principal) -> Session? {
+        hub.sessions(of: principal.user).first { $0.id == principal.session }
+    }
+
     private func typing(_ frame: ClientFrame, principal: Principal) async throws {
         let to = try frame.typingRequest()
+        // Ephemeral and cheap to drop: more than one per second from a session is ignored.
+        let now = clock.nowMillis()
+        let allowed = typingTimes.withLock { times -> Bool in
+            if let last = times[principal.session], now - last < 1000 { return false }
+            if times.count >= 100_000 { times.removeAll(keepingCapacity: true) }
+            times[principal.session] = now
+            return true
+        }
+        guard allowed else { return }
         var envelope = Envelope(kind: .typing, sender: principal, ref: frame.ref, frame: frame.object, to: to, timestamp: clock.nowMillis())
         if case .reject(let error) = await pipeline.run(&envelope) { throw error }
         let recipients = try await Recipients.resolve(to: envelope.to ?? to, sender: principal.user, groups: stores.groups)
@@ -304,6 +361,10 @@ public final class Gateway: Sendable {
         var envelope = Envelope(kind: .read, sender: principal, ref: frame.ref, frame: frame.object, to: request.with, timestamp: clock.nowMillis())
         if case .reject(let error) = await pipeline.run(&envelope) { throw error }
         let recipients = try await Recipients.resolve(to: request.with, sender: principal.user, groups: stores.groups)
+        let conversation = request.with.conversationKey(sender: principal.user)
+        let stored = try await stores.receipts.markRead(user: principal.user, conversation: conversation, upTo: request.upTo)
+        // Only a position that moved forward is news.
+        guard stored == request.upTo else { return }
         for user in recipients where user != principal.user {
             // Each member sees the conversation from their side: 1:1 receipts name the reader.
             let with: Address
@@ -318,22 +379,9 @@ public final class Gateway: Sendable {
         }
     }
 
-    /// A `presence` reply with the current state of each user on this node.
-    public func presenceReply(users: [String], ref: String?) -> ByteBuffer {
-        var object: JSONObject = ["type": "presence"]
-        if let ref { object["ref"] = .string(ref) }
-        object["users"] = .array(users.map { presenceEntry($0) })
-        return ServerFrame.object(object)
-    }
-
-    func presenceEntry(_ user: String) -> JSONValue {
-        let sessions = hub.sessions(of: user)
-        let lastActive = sessions.map { $0.lastActiveAt.load(ordering: .relaxed) }.max() ?? 0
-        return ["user": .string(user), "status": .string(sessions.isEmpty ? "offline" : "online"), "last_active_at": .int(lastActive)]
-    }
-
     /// Stops taking messages and waits for queued commits to finish.
     public func drain() async {
+        presence.stop()
         await committer.close()
     }
 }

@@ -24,9 +24,6 @@ enum AdminDashboard {
             body: .init(byteBuffer: ByteBuffer(string: html)))
     }
 
-    /// Samples the chart keeps (two minutes at one per second).
-    static let chartSamples = 120
-
     static let html = #"""
         <!doctype html>
         <html lang="en">
@@ -191,7 +188,8 @@ enum AdminDashboard {
               context.lineWidth = 2;
               context.beginPath();
               samples.forEach(function (sample, index) {
-                const x = pad + (width - 2 * pad) * index / (MAX_SAMPLES - 1);
+                // The samples span the width (up to two minutes of them).
+                const x = pad + (width - 2 * pad) * index / (samples.length - 1);
                 const y = height - pad - (height - 2 * pad) * sample[line.key] / top;
                 if (index === 0) { context.moveTo(x, y); } else { context.lineTo(x, y); }
               });

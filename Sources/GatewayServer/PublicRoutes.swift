@@ -218,12 +218,12 @@ struct PublicRoutes: Sendable {
     }
 
     private func presence(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
-        _ = try await identity(request)
+        let identity = try await identity(request)
         let users = (request.query("users") ?? "").split(separator: ",").map(String.init)
         guard users.count <= 1000, users.allSatisfy(Address.isValidID) else {
             throw GatewayError.badFrame("'users' must be a comma-separated list of at most 1000 user ids")
         }
-        var buffer = gateway.presenceReply(users: users, ref: nil)
+        var buffer = try await gateway.presence.query(viewer: identity.user, users: users, ref: nil)
         // The REST shape is {"users": [...]}: drop the frame's "type".
         let text = buffer.readString(length: buffer.readableBytes) ?? "{}"
         guard case .object(var object) = try JSONParser.parse(text) else { return HTTPReply.json(.object(JSONObject())) }

@@ -66,8 +66,14 @@ extension EmbeddedStore {
     /// Adds the users of `add` not yet members (after the others, in the given order), then
     /// removes those of `remove`, in one transaction. Throws `not_found` when there is no such
     /// group.
+    ///
+    /// An added member receives what is sent from now on (their fanout-on-read cursor starts at
+    /// the group's newest message). A removed member first gets the group's fanout-on-read
+    /// messages still waiting for them, as write fanout would have given them, then nothing more
+    /// (the cursor goes with the membership).
     public func updateMembers(of group: String, add: [String], remove: [String]) async throws -> GroupInfo {
-        try await write { db in
+        let chunk = materializationChunk
+        return try await write { db in
             let exists = try db.cachedStatement(sql: "SELECT 1 FROM chat_groups WHERE id = ?")
             guard try Bool.fetchOne(exists, arguments: [group]) != nil else {
                 throw GatewayError.notFound("no group '\(group)'")
@@ -75,6 +81,7 @@ extension EmbeddedStore {
             try Self.addMembers(add, to: group, in: db)
             let delete = try db.cachedStatement(sql: "DELETE FROM group_members WHERE group_id = ? AND user = ?")
             for user in remove {
+                try Self.materializeAll(user: user, group: group, chunk: chunk, in: db)
                 try delete.execute(arguments: [group, user])
             }
             guard let info = try Self.group(group, in: db) else {
@@ -95,10 +102,15 @@ extension EmbeddedStore {
             INSERT INTO group_members(group_id, user, position) VALUES (?, ?, ?)
             ON CONFLICT(group_id, user) DO NOTHING
             """)
+        var added: [String] = []
         for user in users {
             try insert.execute(arguments: [group, user, position + 1])
-            if db.changesCount > 0 { position += 1 }
+            if db.changesCount > 0 {
+                position += 1
+                added.append(user)
+            }
         }
+        try startCursors(users: added, group: group, in: db)
     }
 
     static func group(_ id: String, in db: Database) throws -> GroupInfo? {

@@ -17,7 +17,13 @@ extension EmbeddedStore {
     /// Per message: the dedupe lookup, then for each inbox the next seq from `inbox_heads` and
     /// the inbox row, then the message row carrying the sender's seq (so a later duplicate can
     /// answer with it). Every statement is a cached prepared statement.
-    static func commit(_ batch: [PendingMessage], in db: Database) throws -> [CommitOutcome] {
+    ///
+    /// A group message meets fanout-on-read (docs/GROUPS.md) only when the group has
+    /// fanout-on-read messages (one index probe otherwise): an entry must never land ahead of
+    /// the group's earlier messages still waiting for that user, so the sender's waiting ones
+    /// are materialized first (`chunk` at a time), and other members who have some waiting are
+    /// held back and get this message by fanout-on-read too, in order.
+    static func commit(_ batch: [PendingMessage], chunk: Int = 10_000, in db: Database) throws -> [CommitOutcome] {
         let nextSeq = try db.cachedStatement(sql: """
             INSERT INTO inbox_heads(user, seq) VALUES (?, 1)
             ON CONFLICT(user) DO UPDATE SET seq = seq + 1
@@ -25,8 +31,8 @@ extension EmbeddedStore {
             """)
         let insertEntry = try db.cachedStatement(sql: "INSERT INTO inbox(user, seq, message_id) VALUES (?, ?, ?)")
         let insertMessage = try db.cachedStatement(sql: """
-            INSERT INTO messages(id, conversation, sender, to_kind, to_id, client_msg_id, ts, body, attachments, sender_seq)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO messages(id, conversation, sender, to_kind, to_id, client_msg_id, ts, body, attachments, sender_seq, fanout_on_read)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """)
 
         var outcomes: [CommitOutcome] = []
@@ -40,10 +46,22 @@ extension EmbeddedStore {
                 continue
             }
             let id = Int64(bitPattern: message.id)
+            var fanoutOnRead = pending.isFanoutOnRead
+            var held: Set<String> = []
+            if case .group(let group) = message.to, let newest = try newestReadFanout(group: group, in: db) {
+                if pending.inboxes.contains(where: { $0 != message.from }) {
+                    held = try membersBehind(group: group, below: newest, in: db)
+                    held.remove(message.from)
+                }
+                if pending.inboxes.contains(message.from) {
+                    try materializeAll(user: message.from, group: group, chunk: chunk, in: db)
+                }
+                if !held.isEmpty { fanoutOnRead = true }
+            }
             var seqs: [InboxSeq] = []
             seqs.reserveCapacity(pending.inboxes.count)
             var senderSeq: Int64 = 0
-            for user in pending.inboxes {
+            for user in pending.inboxes where !held.contains(user) {
                 guard let seq = try Int64.fetchOne(nextSeq, arguments: [user]) else {
                     throw DatabaseError(resultCode: .SQLITE_INTERNAL, message: "inbox_heads upsert returned no seq")
                 }
@@ -56,9 +74,15 @@ extension EmbeddedStore {
                 case .user(let peer): (.user, peer)
                 case .group(let group): (.group, group)
                 }
+            if fanoutOnRead {
+                // Whoever got an entry now is complete up to this message in this group.
+                for entry in seqs {
+                    try advanceCursor(user: entry.user, group: recipient, to: id, in: db)
+                }
+            }
             try insertMessage.execute(arguments: [
                 id, message.conversation, message.from, kind.rawValue, recipient, message.clientMsgID,
-                message.timestamp, Data(message.body), message.attachments.map { Data($0) }, senderSeq,
+                message.timestamp, Data(message.body), message.attachments.map { Data($0) }, senderSeq, fanoutOnRead ? 1 : 0,
             ])
             storedMessages += 1
             storedEntries += Int64(seqs.count)

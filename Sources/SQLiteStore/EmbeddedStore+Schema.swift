@@ -12,6 +12,7 @@ extension EmbeddedStore {
     /// - `inbox_heads`: each user's highest seq, the source of the next one.
     /// - `counters`: one row of totals kept by `commit`, so `statistics()` need not count rows.
     /// - `chat_groups` and `group_members`, with `position` keeping the order of joining.
+    /// - v3: `messages.fanout_on_read` and `read_fanout_cursors` (fanout-on-read, docs/GROUPS.md).
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1") { db in
@@ -64,6 +65,40 @@ extension EmbeddedStore {
                     PRIMARY KEY (group_id, user)
                 ) WITHOUT ROWID;
                 CREATE INDEX group_members_by_user ON group_members(user, group_id);
+                """)
+        }
+        migrator.registerMigration("v2-read-positions") { db in
+            try db.execute(sql: """
+                CREATE TABLE read_positions (
+                    conversation TEXT NOT NULL,
+                    user TEXT NOT NULL,
+                    up_to INTEGER NOT NULL,
+                    PRIMARY KEY (conversation, user)
+                ) WITHOUT ROWID;
+                """)
+        }
+        migrator.registerMigration("v3-fanout-on-read") { db in
+            // `fanout_on_read = 1`: a group message some members get lazily, when their inbox is
+            // next read (docs/GROUPS.md). The partial index holds only those, by group, so the
+            // "anything waiting for this user?" probe and materialization are index range scans
+            // and cost nothing for groups that never used fanout-on-read.
+            // `read_fanout_cursors`: per (user, group), the id up to which the user's inbox is
+            // complete for that group's fanout-on-read messages. It lives exactly as long as the
+            // membership (the foreign key), and `group_id` leads its second index for that
+            // cascade and for the "who is behind in this group" query of a commit.
+            try db.execute(sql: """
+                ALTER TABLE messages ADD COLUMN fanout_on_read INTEGER NOT NULL DEFAULT 0;
+                CREATE INDEX messages_fanout_on_read ON messages(to_id, id) WHERE fanout_on_read = 1;
+
+                CREATE TABLE read_fanout_cursors (
+                    user TEXT NOT NULL,
+                    group_id TEXT NOT NULL,
+                    last_id INTEGER NOT NULL,
+                    PRIMARY KEY (user, group_id),
+                    FOREIGN KEY (group_id, user) REFERENCES group_members(group_id, user) ON DELETE CASCADE
+                ) WITHOUT ROWID;
+                CREATE INDEX read_fanout_cursors_by_group ON read_fanout_cursors(group_id, user, last_id);
+                INSERT INTO read_fanout_cursors(user, group_id, last_id) SELECT user, group_id, 0 FROM group_members;
                 """)
         }
         return migrator

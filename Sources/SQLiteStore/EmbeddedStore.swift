@@ -21,6 +21,8 @@ public final class EmbeddedStore: MessageStore, GroupStore, Sendable {
     let pool: DatabasePool
     let path: String
     let logger: Logger?
+    /// Most fanout-on-read messages one materialization transaction takes (docs/GROUPS.md).
+    let materializationChunk: Int
     /// Guards whether `close()` has run; later calls fail with `unavailable`.
     private let closed = Mutex(false)
 
@@ -40,7 +42,10 @@ public final class EmbeddedStore: MessageStore, GroupStore, Sendable {
 
     /// As the public initializer, with how long a write waits for another process's lock
     /// before failing with `unavailable` (tests shorten it).
-    init(path: String, durability: StoreSettings.Durability, busyTimeout: TimeInterval, logger: Logger?) throws {
+    init(
+        path: String, durability: StoreSettings.Durability, busyTimeout: TimeInterval, logger: Logger?,
+        materializationChunk: Int = 10_000
+    ) throws {
         let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
 
@@ -65,6 +70,7 @@ public final class EmbeddedStore: MessageStore, GroupStore, Sendable {
         self.pool = pool
         self.path = path
         self.logger = logger
+        self.materializationChunk = max(1, materializationChunk)
         logger?.debug("store opened", metadata: ["gateway.store.path": "\(path)", "gateway.store.durability": "\(durability.rawValue)"])
     }
 
@@ -72,11 +78,16 @@ public final class EmbeddedStore: MessageStore, GroupStore, Sendable {
 
     public func commit(_ batch: [PendingMessage]) async throws -> [CommitOutcome] {
         if batch.isEmpty { return [] }
-        return try await write { db in try Self.commit(batch, in: db) }
+        let chunk = materializationChunk
+        return try await write { db in try Self.commit(batch, chunk: chunk, in: db) }
     }
 
+    /// As the protocol says; first gives `user` the fanout-on-read messages waiting for them, at
+    /// least as far as this page and the one entry after it (which tells `more`).
     public func inbox(user: String, after: Int64, limit: Int) async throws -> (entries: [InboxEntry], more: Bool) {
         let limit = max(limit, 0)
+        let (sum, overflow) = after.addingReportingOverflow(Int64(clamping: limit))
+        try await materializeWaiting(user: user, through: overflow || sum == Int64.max ? nil : sum + 1)
         return try await read { db in
             let statement = try db.cachedStatement(sql: """
                 SELECT i.seq, \(Self.messageColumns)
@@ -95,8 +106,11 @@ public final class EmbeddedStore: MessageStore, GroupStore, Sendable {
         }
     }
 
+    /// As the protocol says; first gives `user` every fanout-on-read message waiting for them
+    /// (in transactions of at most `materializationChunk` messages), so the head is exact.
     public func inboxHead(user: String) async throws -> Int64 {
-        try await read { db in
+        try await materializeWaiting(user: user, through: nil)
+        return try await read { db in
             let statement = try db.cachedStatement(sql: "SELECT seq FROM inbox_heads WHERE user = ?")
             return try Int64.fetchOne(statement, arguments: [user]) ?? 0
         }

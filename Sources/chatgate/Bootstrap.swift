@@ -23,7 +23,7 @@ struct Bootstrap {
             throw BootstrapError("store.kind 'postgres' is not available in this build yet; use 'sqlite'")
         }
         let store = try EmbeddedStore(path: configuration.store.path, durability: configuration.store.durability, logger: logger)
-        let stores = Stores(messages: store, groups: store)
+        let stores = Stores(store)
         let hub = SessionHub(maxSessionsPerUser: configuration.limits.maxSessionsPerUser, maxConnections: configuration.limits.maxConnections)
         let pipeline = try Pipeline.build(
             configuration.pipeline, registry: try BuiltInStages.registry(), logger: logger, clock: clock, stores: stores, presence: hub,

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GatewayBench
 import GatewayConfig
 import GatewayCore
 import Logging
@@ -10,7 +11,7 @@ struct Chatgate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chatgate",
         abstract: "ChatGateway: a real-time chat gateway with a YAML pipeline of stages.",
-        subcommands: [Serve.self, CheckConfig.self, Token.self],
+        subcommands: [Serve.self, CheckConfig.self, Token.self, BenchCommand.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -72,7 +73,7 @@ struct CheckConfig: AsyncParsableCommand {
         do {
             pipeline = try Pipeline.build(
                 configuration.pipeline, registry: try BuiltInStages.registry(), logger: logger, clock: SystemClock(),
-                stores: Stores(messages: NoStore(), groups: NoStore()), presence: NoPresence(), node: configuration.node)
+                stores: Stores(NoStore()), presence: NoPresence(), node: configuration.node)
         } catch {
             FileHandle.standardError.write(Data("\(path): error: \(error)\n".utf8))
             throw ExitCode(1)

@@ -17,10 +17,10 @@ struct HangupReloader: Service {
             logger.info("reloading the pipeline", metadata: ["gateway.signal": "\(signal)"])
             do {
                 try await application.reloadPipeline()
-            } catch {
-                // The reloader has logged the diagnostics; this line ties them to the signal.
-                logger.warning("reload on \(signal) failed", metadata: ["error": "\(error)"])
-            }
+            } catch where !error.isInvalidConfig {
+                // An invalid config is logged by the reloader, with its diagnostics.
+                logger.warning("reload on \(signal) skipped", metadata: ["error": "\(error)"])
+            } catch {}
         }
     }
 }

@@ -1,7 +1,7 @@
 import GatewayCore
 
 /// Stores for `check-config`, which builds the pipeline without opening the real store.
-struct NoStore: MessageStore, GroupStore {
+struct NoStore: MessageStore, GroupStore, ReceiptStore {
     func commit(_ batch: [PendingMessage]) async throws -> [CommitOutcome] { throw GatewayError.unavailable("no store") }
     func inbox(user: String, after: Int64, limit: Int) async throws -> (entries: [InboxEntry], more: Bool) { ([], false) }
     func inboxHead(user: String) async throws -> Int64 { 0 }
@@ -16,6 +16,8 @@ struct NoStore: MessageStore, GroupStore {
     func isMember(_ user: String, of group: String) async throws -> Bool { false }
     func groups(of user: String) async throws -> [GroupInfo] { [] }
     func updateMembers(of group: String, add: [String], remove: [String]) async throws -> GroupInfo { throw GatewayError.notFound("no store") }
+    func markRead(user: String, conversation: String, upTo: UInt64) async throws -> UInt64 { upTo }
+    func readPositions(conversation: String) async throws -> [String: UInt64] { [:] }
 }
 
 struct NoPresence: PresenceQuery {

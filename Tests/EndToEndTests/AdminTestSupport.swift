@@ -55,8 +55,8 @@ enum PythonTools {
         defer { try? FileManager.default.removeItem(at: directory) }
         let files = ["stdin", "stdout", "stderr"].map { directory.appendingPathComponent($0) }
         try Data(input.utf8).write(to: files[0])
-        FileManager.default.createFile(atPath: files[1].path, contents: nil)
-        FileManager.default.createFile(atPath: files[2].path, contents: nil)
+        _ = FileManager.default.createFile(atPath: files[1].path, contents: nil)
+        _ = FileManager.default.createFile(atPath: files[2].path, contents: nil)
         let stdin = try FileHandle(forReadingFrom: files[0])
         let stdout = try FileHandle(forWritingTo: files[1])
         let stderr = try FileHandle(forWritingTo: files[2])
@@ -170,7 +170,7 @@ final class LogCapture: Sendable {
         return logger
     }
 
-    fileprivate func append(_ line: String) {
+    func append(_ line: String) {
         let ready: [Waiter] = state.withLock { state in
             state.lines.append(line)
             let matched = state.waiters.filter { $0.predicate(line) }

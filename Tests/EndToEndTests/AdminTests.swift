@@ -1,6 +1,7 @@
 import ChatClient
 import Foundation
 import GatewayCore
+import StageAuth
 import Testing
 
 /// The admin port (PROTOCOL.md section 7, docs/OPERATIONS.md): token, stats, metrics, reload,
@@ -238,6 +239,51 @@ struct AdminTests {
         #expect(reloads.contains(#"chatgate_config_reloads_total{outcome="failure"} 2"#))
         alice.close()
         await gateway.stop()
+    }
+
+    @Test func sighupReloadsThePipelineOfTheRunningExecutable() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("chatgate-hup-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("config.yaml").path
+        try TestGateway.yaml(directory: directory, extra: "", pipeline: nil).write(toFile: path, atomically: true, encoding: .utf8)
+        let child = try await ChildGateway.start(configPath: path)
+        let token = try await AuthStageFactory.mintHS256(
+            secret: TestGateway.secret, user: "alice", ttlSeconds: 3600, now: SystemClock().nowMillis(), issuer: nil, audience: nil)
+        let (alice, status, _) = try await WebSocketStream.connect(port: child.publicPort, headers: [("Authorization", "Bearer \(token)")])
+        #expect(status == 101)
+        #expect(try await alice.nextFrame()["type"]?.stringValue == "hello")
+        alice.send(sendFrame(to: .user("bob"), body: "hello world", id: "a1"))
+        #expect(try await alice.nextFrame()["type"]?.stringValue == "ack")
+
+        /// Waits until the child's log has `count` lines containing `text`.
+        func logged(_ text: String, count: Int = 1) async throws -> Bool {
+            let deadline = Date().addingTimeInterval(15)
+            while Date() < deadline {
+                if child.output.components(separatedBy: text).count - 1 >= count { return true }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            return false
+        }
+
+        try TestGateway.yaml(directory: directory, extra: "", pipeline: Self.strictPersist).write(toFile: path, atomically: true, encoding: .utf8)
+        kill(child.process.processIdentifier, SIGHUP)
+        #expect(try await logged("pipeline reloaded"), "\(child.output)")
+        alice.send(sendFrame(to: .user("bob"), body: "hello world", id: "a2"))
+        #expect(try await alice.nextFrame()["code"]?.stringValue == "too_large")
+
+        let broken = TestGateway.yaml(directory: directory, extra: "", pipeline: Self.strictPersist)
+            .replacingOccurrences(of: "- stage: fanout", with: "- stage: fanot")
+        let line = try #require(broken.split(separator: "\n", omittingEmptySubsequences: false).firstIndex { $0.contains("fanot") }) + 1
+        try broken.write(toFile: path, atomically: true, encoding: .utf8)
+        kill(child.process.processIdentifier, SIGHUP)
+        #expect(try await logged("pipeline reload failed"), "\(child.output)")
+        #expect(child.output.contains("\(path):\(line):"), "the diagnostics name the file and line: \(child.output)")
+        alice.send(sendFrame(to: .user("bob"), body: "hello world", id: "a3"))
+        #expect(try await alice.nextFrame()["code"]?.stringValue == "too_large", "the old pipeline stays")
+        alice.send(["type": "ping", "ref": "p"])
+        #expect(try await alice.nextFrame()["type"]?.stringValue == "pong", "still connected")
+        #expect(child.terminate() == 0)
     }
 
     @Test func reloadWithoutAConfigFileIsAConflict() async throws {

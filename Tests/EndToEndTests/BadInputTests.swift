@@ -171,7 +171,7 @@ struct BadInputTests {
     }
 
     @Test func authFrameFlow() async throws {
-        let gateway = try await TestGateway.start(extra: "limits: { auth_timeout_ms: 300 }")
+        let gateway = try await TestGateway.start(extra: "limits: { auth_timeout_ms: 1000 }")
         // A frame before auth: unauthorized and close 4001.
         let (early, _, _) = try await WebSocketStream.connect(port: gateway.port)
         early.send(["type": "ping", "ref": "p"])
@@ -188,9 +188,11 @@ struct BadInputTests {
         #expect(refused["code"]?.stringValue == "unauthorized")
         #expect(refused["ref"]?.stringValue == "a")
         #expect(try await bad.closeCode() == 4001)
-        // A good auth frame: hello with the ref, then the session works.
+        // A good auth frame: hello with the ref, then the session works. (The token is minted
+        // first: the 300 ms auth timeout runs from the upgrade.)
+        let token = try await gateway.token("alice")
         let (good, _, _) = try await WebSocketStream.connect(port: gateway.port)
-        good.send(["type": "auth", "token": .string(try await gateway.token("alice")), "device": "tablet", "ref": "a1"])
+        good.send(["type": "auth", "token": .string(token), "device": "tablet", "ref": "a1"])
         let hello = try await good.nextFrame()
         #expect(hello["type"]?.stringValue == "hello")
         #expect(hello["ref"]?.stringValue == "a1")

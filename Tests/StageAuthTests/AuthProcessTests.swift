@@ -19,7 +19,7 @@ struct AuthProcessTests {
 
     var context: StageContext {
         StageContext(
-            name: "auth", logger: .init(label: "test"), clock: TestClock(), stores: Stores(messages: store, groups: store),
+            name: "auth", logger: .init(label: "test"), clock: TestClock(), stores: Stores(store),
             presence: NobodyOnline())
     }
 

@@ -129,7 +129,7 @@ struct AuthStageFactoryTests {
         let store = InMemoryStore()
         return StageBuildContext(
             name: "auth", kind: "auth", settings: JSONSettings(json: json), logger: .init(label: "test"), clock: TestClock(),
-            stores: Stores(messages: store, groups: store), node: NodeSettings())
+            stores: Stores(store), node: NodeSettings())
     }
 
     @Test func buildsAnAuthenticatorWithRedactedSettings() async throws {

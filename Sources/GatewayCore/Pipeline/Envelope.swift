@@ -53,6 +53,10 @@ public struct Envelope: Sendable {
     public var persist: Bool = false
     /// Set by the `fanout` stage: the users whose inbox gets the message, sender included.
     public var recipients: [String]?
+    /// Set by the `fanout` stage for a group served fanout-on-read: the members, sender excluded,
+    /// who get the message live without a `seq`; their inbox entry is made when they next read
+    /// their inbox. `recipients` then holds only the sender. See docs/GROUPS.md.
+    public var liveOnlyRecipients: [String]?
     /// Free-form values stages pass to later stages (and the webhook stage sends out).
     public var attributes: [String: JSONValue] = [:]
 

@@ -10,14 +10,20 @@ public final class SessionHub: PresenceQuery, Sendable {
     private let longpollCount = ManagedAtomic<Int>(0)
     private let maxSessionsPerUser: Int
     private let maxConnections: Int
-    private let onlineObserver: (@Sendable (_ user: String, _ online: Bool) -> Void)?
+    /// Guards the observer told when a user's first session opens and last one closes.
+    private let observer = Mutex<(@Sendable (_ user: String, _ online: Bool) -> Void)?>(nil)
 
-    /// - Parameter onlineObserver: told when a user's first session opens and last one closes.
-    public init(maxSessionsPerUser: Int, maxConnections: Int, onlineObserver: (@Sendable (String, Bool) -> Void)? = nil) {
+    public init(maxSessionsPerUser: Int, maxConnections: Int) {
         self.maxSessionsPerUser = maxSessionsPerUser
         self.maxConnections = maxConnections
-        self.onlineObserver = onlineObserver
     }
+
+    /// Sets who is told when a user's first session opens (true) and last one closes (false).
+    public func setOnlineObserver(_ observer: (@Sendable (String, Bool) -> Void)?) {
+        self.observer.withLock { $0 = observer }
+    }
+
+    private var onlineObserver: (@Sendable (String, Bool) -> Void)? { observer.withLock { $0 } }
 
     /// Whether one more connection fits under `limits.max_connections`.
     public var hasCapacity: Bool { connectionCount < maxConnections }

@@ -34,17 +34,31 @@ public struct PendingMessage: Sendable {
     public var inboxes: [String]
     /// The session that sent it, which gets the `ack` instead of a `message` frame.
     public var originSession: String?
+    /// Fanout-on-read (a group above the `fanout` stage's threshold): the members, sender
+    /// excluded, who get the message live without a `seq` and in their inbox only when they next
+    /// read it (`inbox`, `inboxHead`). Non-empty makes the store keep a group message as
+    /// fanout-on-read; `inboxes` then holds only the sender. See docs/GROUPS.md.
+    public var liveOnly: [String]
 
-    public init(message: StoredMessage, inboxes: [String], originSession: String? = nil) {
+    public init(message: StoredMessage, inboxes: [String], originSession: String? = nil, liveOnly: [String] = []) {
         self.message = message
         self.inboxes = inboxes
         self.originSession = originSession
+        self.liveOnly = liveOnly
+    }
+
+    /// Whether the message goes to its group's members by fanout-on-read.
+    public var isFanoutOnRead: Bool {
+        if case .group = message.to { !liveOnly.isEmpty } else { false }
     }
 }
 
 /// What the store did with one pending message.
 public enum CommitOutcome: Sendable, Hashable {
-    /// Stored now; `seqs` holds the inbox seq given to each user, in the order of `inboxes`.
+    /// Stored now; `seqs` holds the inbox seq given to each user, in the order of `inboxes`. A
+    /// user of `inboxes` missing from `seqs` gets the message by fanout-on-read: the store held
+    /// their entry back so that it lands after the group's earlier messages still waiting for
+    /// them (docs/GROUPS.md); they get it live without a seq.
     case stored(StoredMessage, seqs: [InboxSeq])
     /// The sender had already stored this `client_msg_id`: the original message and the
     /// sender's own seq of it (0 if the sender had no inbox entry).

@@ -85,13 +85,29 @@ public protocol GroupStore: Sendable {
     func updateMembers(of group: String, add: [String], remove: [String]) async throws -> GroupInfo
 }
 
+/// Read positions: how far each user has read each conversation.
+public protocol ReceiptStore: Sendable {
+    /// Records that `user` read `conversation` (see `Address.conversationKey`) up to message
+    /// `upTo`; a position never moves back. Returns the position now stored.
+    func markRead(user: String, conversation: String, upTo: UInt64) async throws -> UInt64
+    /// Every recorded read position in a conversation, by user.
+    func readPositions(conversation: String) async throws -> [String: UInt64]
+}
+
 /// The stores a gateway runs on, handed to stages through their context.
 public struct Stores: Sendable {
     public let messages: any MessageStore
     public let groups: any GroupStore
+    public let receipts: any ReceiptStore
 
-    public init(messages: any MessageStore, groups: any GroupStore) {
+    public init(messages: any MessageStore, groups: any GroupStore, receipts: any ReceiptStore) {
         self.messages = messages
         self.groups = groups
+        self.receipts = receipts
+    }
+
+    /// One object that is all three (the embedded store, `InMemoryStore`).
+    public init(_ store: some MessageStore & GroupStore & ReceiptStore) {
+        self.init(messages: store, groups: store, receipts: store)
     }
 }

@@ -1,0 +1,144 @@
+import ArgumentParser
+import Foundation
+
+extension BenchScenario: ExpressibleByArgument {}
+
+/// `chatgate bench SCENARIO [options]`: measures the gateway and a raw WebSocket relay baseline
+/// under the same load, in one invocation, and prints both with their ratio.
+public struct BenchCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Load-test the gateway against a raw WebSocket relay baseline (use a release build).",
+        discussion: """
+            Scenarios: relay (P pairs 1:1 with a window or a rate), fanout (G groups of S members), \
+            idle (N connections: memory per connection, handshakes/s, idle CPU), longpoll (WebSocket \
+            senders, long-poll receivers), storm (N clients through a gateway restart: recovery time, \
+            lost messages), durable (relay with durability full vs relaxed). \
+            The gateway runs as a child process on a temporary config and store; with 2+ cores and \
+            taskset, the server is pinned to CPU 0 and the generator to CPU 1. See docs/PERFORMANCE.md.
+            """)
+
+    @Argument(help: "relay, fanout, idle, longpoll, storm or durable.")
+    var scenario: BenchScenario?
+
+    @Option(help: "Measured seconds.")
+    var duration: Double = 10
+
+    @Option(help: "Seconds of load before measuring.")
+    var warmup: Double = 3
+
+    @Option(help: "Connections (idle, storm; default 10000, capped by the open-files limit).")
+    var connections: Int?
+
+    @Option(help: "Sender/receiver pairs (relay, durable, longpoll; default 100).")
+    var pairs: Int?
+
+    @Option(help: "Unacked messages per sender (default 10).")
+    var window: Int?
+
+    @Option(help: "A fixed total send rate in msgs/s instead of the window (storm default 1000).")
+    var rate: Double?
+
+    @Option(help: "Groups (fanout; default 10).")
+    var groups: Int?
+
+    @Option(name: .customLong("group-size"), help: "Members per group (fanout; default 20).")
+    var groupSize: Int?
+
+    @Option(name: .customLong("body-bytes"), help: "Bytes of each message body (default 100).")
+    var bodyBytes: Int = 100
+
+    @Option(help: "A running gateway's WebSocket URL (ws://HOST:PORT/v1/ws) instead of a child gateway.")
+    var url: String?
+
+    @Option(name: .customLong("jwt-secret"), help: "The HS256 secret of the --url gateway's auth stage.")
+    var jwtSecret: String?
+
+    @Option(help: "Write the report as JSON to this file.")
+    var json: String?
+
+    @Option(help: "The chatgate executable to launch (default: this one).")
+    var binary: String?
+
+    @Flag(inversion: .prefixedNo, help: "Pin the server to CPU 0 and the generator to CPU 1 (default: on with 2+ cores).")
+    var taskset: Bool?
+
+    @Option(help: "Repeat the gateway/baseline pair N times and report medians.")
+    var runs: Int = 1
+
+    @Flag(name: .customLong("no-baseline"), help: "Skip the baseline (quick checks; no ratio).")
+    var noBaseline = false
+
+    @Flag(help: "No progress lines on stderr.")
+    var quiet = false
+
+    @Flag(name: .customLong("serve-baseline"), help: .hidden)
+    var serveBaseline = false
+
+    @Option(help: .hidden)
+    var port: Int = 0
+
+    public init() {}
+
+    /// The parameters these options describe.
+    func parameters() throws(BenchError) -> BenchParameters {
+        guard let scenario else { throw BenchError("missing SCENARIO (relay, fanout, idle, longpoll, storm, durable)") }
+        var p = BenchParameters(scenario: scenario)
+        p.duration = duration
+        p.warmup = warmup
+        p.connections = connections
+        p.pairs = pairs
+        p.window = window
+        p.rate = rate
+        p.groups = groups
+        p.groupSize = groupSize
+        p.bodyBytes = bodyBytes
+        p.url = url
+        p.jwtSecret = jwtSecret
+        p.jsonPath = json
+        p.binary = binary
+        p.taskset = taskset
+        p.runs = runs
+        p.skipBaseline = noBaseline
+        p.verbose = !quiet
+        try p.validate()
+        return p
+    }
+
+    public func validate() throws {
+        if serveBaseline {
+            guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535 (was \(port))") }
+            return
+        }
+        do {
+            _ = try parameters()
+        } catch {
+            throw ValidationError(error.message)
+        }
+    }
+
+    public func run() async throws {
+        if serveBaseline {
+            try await BaselineServer.run(port: port)
+            return
+        }
+        let parameters = try parameters()
+        let report: BenchReport
+        do {
+            report = try await BenchRunner(parameters: parameters).run()
+        } catch let error as BenchError {
+            FileHandle.standardError.write(Data("bench: error: \(error.message)\n".utf8))
+            throw ExitCode(1)
+        }
+        // The report is this command's output.
+        print(report.table, terminator: "")
+        if let path = parameters.jsonPath {
+            do {
+                try report.jsonText.write(toFile: path, atomically: true, encoding: .utf8)
+            } catch {
+                FileHandle.standardError.write(Data("bench: error: cannot write \(path): \(error)\n".utf8))
+                throw ExitCode(1)
+            }
+        }
+    }
+}
