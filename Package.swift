@@ -143,12 +143,12 @@ let package = Package(
         // MARK: Tests
         .testTarget(
             name: "GatewayBenchTests",
-            dependencies: ["GatewayBench", "GatewayCore"],
+            dependencies: ["GatewayBench", "GatewayCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "GatewayCoreTests",
-            dependencies: ["GatewayCore", "GatewayTesting"],
+            dependencies: ["GatewayCore", "GatewayTesting", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -168,6 +168,11 @@ let package = Package(
             name: "GatewayConfigTests",
             dependencies: ["GatewayConfig", "GatewayCore"],
             resources: [.copy("Fixtures")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "StageIDTests",
+            dependencies: ["StageID", "GatewayCore", "GatewayTesting"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

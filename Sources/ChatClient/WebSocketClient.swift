@@ -33,10 +33,14 @@ public final class WebSocketClient: Sendable {
     public static func connect(
         host: String, port: Int, path: String = "/v1/ws", headers: [(String, String)] = [],
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, maxMessageBytes: Int = 16 << 20,
-        onEvent: @escaping EventHandler
+        receiveBufferBytes: Int? = nil, onEvent: @escaping EventHandler
     ) async throws -> WebSocketClient {
-        let channel = try await ClientBootstrap(group: group)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+        var bootstrap = ClientBootstrap(group: group).channelOption(.socketOption(.tcp_nodelay), value: 1)
+        if let receiveBufferBytes {
+            // A tiny receive window makes a client that stops reading fill the server's buffers fast.
+            bootstrap = bootstrap.channelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(receiveBufferBytes))
+        }
+        let channel = try await bootstrap
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ClientFrameHandler(maxMessageBytes: maxMessageBytes, onEvent: onEvent))

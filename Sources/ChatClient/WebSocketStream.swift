@@ -22,10 +22,12 @@ public final class WebSocketStream: Sendable {
 
     /// Connects and returns once the handshake's answer arrives; `status` is 101 when upgraded.
     public static func connect(
-        host: String = "127.0.0.1", port: Int, path: String = "/v1/ws", headers: [(String, String)] = []
+        host: String = "127.0.0.1", port: Int, path: String = "/v1/ws", headers: [(String, String)] = [], receiveBufferBytes: Int? = nil
     ) async throws -> (stream: WebSocketStream, status: Int, body: String) {
         let stream = WebSocketStream()
-        let client = try await WebSocketClient.connect(host: host, port: port, path: path, headers: headers) { event in
+        let client = try await WebSocketClient.connect(
+            host: host, port: port, path: path, headers: headers, receiveBufferBytes: receiveBufferBytes
+        ) { event in
             stream.push(event)
         }
         stream.client.withLockedValue { $0 = client }

@@ -110,7 +110,7 @@ struct Scenarios: Sendable {
             let server1 = server.child?.sample()
             let self1 = ProcessSample.readSelf()
             try await generator.run { $0.stopSending() }
-            _ = try? await generator.future { $0.closeAll() }
+            await finish(server, generator)
 
             var figures = Figures()
             figures["msgs_per_s"] = Double(snapshot.delivered) / snapshot.elapsedSeconds
@@ -160,7 +160,7 @@ struct Scenarios: Sendable {
             let snapshot = try await generator.run { $0.endMeasure() }
             let server1 = server.child?.sample()
             let self1 = ProcessSample.readSelf()
-            _ = try? await generator.future { $0.closeAll() }
+            await finish(server, generator)
 
             var figures = Figures()
             figures["msgs_per_s"] = Double(snapshot.ping.count) / snapshot.elapsedSeconds
@@ -262,7 +262,7 @@ struct Scenarios: Sendable {
             let loss = try await generator.run { $0.lossReport() }
             let server1 = server.child?.sample()
             let self1 = ProcessSample.readSelf()
-            _ = try? await generator.future { $0.closeAll() }
+            await finish(server, generator)
 
             var figures = Figures()
             figures["msgs_per_s"] = Double(snapshot.delivered) / snapshot.elapsedSeconds
@@ -291,6 +291,14 @@ struct Scenarios: Sendable {
     }
 
     // MARK: Helpers
+
+    /// Stops the server before the clients close (see `LoadGenerator.quiesce`); a `--url`
+    /// gateway is left running.
+    private func finish(_ server: ServerUnderTest, _ generator: GeneratorHandle) async {
+        _ = try? await generator.run { $0.quiesce() }
+        if server.child != nil { await server.stop() }
+        _ = try? await generator.future { $0.closeAll() }
+    }
 
     private func plan(_ server: ServerUnderTest) -> LoadPlan {
         var plan = LoadPlan(target: server.target)

@@ -95,9 +95,3 @@ struct GatewayFigures: Sendable {
         ]
     }
 }
-
-/// How many pipeline reloads succeeded and failed since the node started.
-struct ReloadCounts: Sendable, Hashable {
-    var succeeded = 0
-    var failed = 0
-}

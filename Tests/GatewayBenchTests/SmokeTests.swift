@@ -1,0 +1,103 @@
+import Foundation
+import GatewayCore
+import Testing
+
+@testable import GatewayBench
+
+/// Each scenario for about a second at tiny scale against real child processes of the debug
+/// `chatgate` (gateway and baseline), so the command cannot rot. The tests build nothing: run
+/// `swift build --build-tests` first. Serialized: they share two cores with everything else.
+@Suite("bench smoke", .serialized)
+struct SmokeTests {
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let binary = repository.appendingPathComponent(".build/debug/chatgate").path
+
+    static func parameters(_ scenario: BenchScenario, _ configure: (inout BenchParameters) -> Void = { _ in }) throws -> BenchParameters {
+        try #require(FileManager.default.isExecutableFile(atPath: binary), "no \(binary): run `swift build --build-tests` first")
+        var parameters = BenchParameters(scenario: scenario)
+        parameters.binary = binary
+        parameters.taskset = false
+        parameters.verbose = false
+        parameters.duration = 0.6
+        parameters.warmup = 0.2
+        configure(&parameters)
+        return parameters
+    }
+
+    /// Figures every load scenario must have for both servers.
+    static func expectTraffic(_ report: BenchReport) throws {
+        let baseline = try #require(report.baseline)
+        for figures in [report.gateway, baseline] {
+            #expect((figures["msgs_per_s"] ?? 0) > 0)
+            #expect(figures["p50_us"] != nil)
+            #expect(figures["p99_us"] != nil)
+            #expect(figures["p999_us"] != nil)
+            #expect(figures["server_rss_bytes"] != nil)
+        }
+        #expect(report.ratio != nil)
+    }
+
+    @Test func relayThroughTheCommandWritesJSON() async throws {
+        _ = try Self.parameters(.relay)
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("bench-\(UUID().uuidString).json").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let command = try BenchCommand.parse([
+            "relay", "--pairs", "3", "--window", "2", "--duration", "0.6", "--warmup", "0.2", "--no-taskset", "--quiet",
+            "--binary", Self.binary, "--json", path,
+        ])
+        try await command.run()
+        let object = try #require(try JSONParser.parse(String(contentsOfFile: path, encoding: .utf8)).objectValue)
+        #expect(object["scenario"] == "relay")
+        #expect(object["config"]?["pairs"] == 3)
+        let delivered = try #require(object["gateway"]?["msgs_per_s"].flatMap { if case .number(let n) = $0 { Double(n) } else { nil } })
+        #expect(delivered > 0)
+        #expect(object["baseline"]?["p99_us"]?.isNull == false)
+        #expect(object["ratio"]?.isNull == false)
+    }
+
+    @Test func relayAtAFixedRate() async throws {
+        let report = try await BenchRunner(parameters: Self.parameters(.relay) { $0.pairs = 2; $0.rate = 100 }).run()
+        try Self.expectTraffic(report)
+        #expect(report.config["rate"] == 100)
+    }
+
+    @Test func fanout() async throws {
+        let report = try await BenchRunner(parameters: Self.parameters(.fanout) { $0.groups = 2; $0.groupSize = 3; $0.window = 2 }).run()
+        try Self.expectTraffic(report)
+        // Each message reaches the other members: more deliveries than sends.
+        #expect((report.gateway["msgs_per_s"] ?? 0) > (report.gateway["sent_per_s"] ?? 0))
+    }
+
+    @Test func idle() async throws {
+        let report = try await BenchRunner(parameters: Self.parameters(.idle) { $0.connections = 30; $0.duration = 1 }).run()
+        let baseline = try #require(report.baseline)
+        for figures in [report.gateway, baseline] {
+            #expect(figures["connections"] == 30)
+            #expect(figures["rss_per_conn_bytes"] != nil)
+            #expect((figures["handshakes_per_s"] ?? 0) > 0)
+            #expect(figures["server_cpu_pct"] != nil)
+        }
+        #expect(report.ratio != nil)
+    }
+
+    @Test func longpoll() async throws {
+        let report = try await BenchRunner(parameters: Self.parameters(.longpoll) { $0.pairs = 2; $0.window = 2 }).run()
+        try Self.expectTraffic(report)
+    }
+
+    @Test func stormLosesNothing() async throws {
+        let report = try await BenchRunner(parameters: Self.parameters(.storm) { $0.connections = 10; $0.rate = 50 }).run()
+        #expect(report.gateway["lost"] == 0)
+        #expect(report.gateway["unacked"] == 0)
+        #expect((report.gateway["acked"] ?? 0) > 0)
+        #expect(report.gateway["recovery_s"] != nil)
+        #expect(report.baseline?["recovery_s"] != nil)
+    }
+
+    @Test func durableComparesBothDurabilities() async throws {
+        let report = try await BenchRunner(parameters: Self.parameters(.durable) { $0.pairs = 2; $0.window = 2 }).run()
+        try Self.expectTraffic(report)
+        #expect(report.others.map(\.key) == ["gateway_relaxed"])
+        #expect((report.others.first?.figures["msgs_per_s"] ?? 0) > 0)
+    }
+}
