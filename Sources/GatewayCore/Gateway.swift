@@ -88,7 +88,9 @@ public final class Gateway: Sendable {
     }
 
     public func close(_ session: Session) {
+        presence.sessionClosed(session)
         hub.unregister(session)
+        typingTimes.withLock { _ = $0.removeValue(forKey: session.id) }
         if session.principal.transport != .websocket {
             logger.debug("session closed", metadata: ["gateway.session": "\(session.id)", "gateway.transport": "\(session.principal.transport.rawValue)"])
         }

@@ -13,7 +13,7 @@ enum FanoutMode: String, CaseIterable, CustomTestStringConvertible, Sendable {
 
     /// The pipeline YAML for `TestGateway.start(pipeline:)`.
     var pipeline: String {
-        let fanout = self == .read ? "\n        settings: { fanout_on_read_above: 2 }" : ""
+        let fanout = self == .read ? "\n    settings: { fanout_on_read_above: 2 }" : ""
         return """
               - stage: auth
                 settings: { hs256_secret: "\(TestGateway.secret)", leeway_s: 30 }
@@ -259,7 +259,7 @@ struct GroupTests {
         #expect(try await eve.nextFrame()["code"]?.stringValue == "forbidden")
         let restHistory = try await gateway.request(.GET, "/v1/conversations/group:g_team/messages", token: outsider)
         #expect(restHistory.status == 403)
-        #expect(restHistory.json?["code"]?.stringValue == "forbidden")
+        #expect(restHistory.json?["error"]?["code"]?.stringValue == "forbidden")
         let restSend = try await gateway.request(.POST, "/v1/messages", token: outsider, body: sendFrame(to: .group("g_team"), body: "x", id: "e2").jsonText)
         #expect(restSend.status == 403)
         #expect(try await gateway.request(.GET, "/v1/groups/g_team", token: outsider).status == 404, "existence must not leak")
@@ -294,8 +294,9 @@ struct GroupTests {
         let next = try await u3.nextFrame()
         #expect(next["body"] == "marker", "removed member received \(next)")
         let inbox = try await Self.sync(u3)
-        #expect(inbox.compactMap { $0["id"]?.stringValue }.contains(before))
-        #expect(!inbox.compactMap { $0["id"]?.stringValue }.contains(after))
+        let inboxIDs = inbox.compactMap { $0["id"]?.stringValue }
+        #expect(inboxIDs.contains(before))
+        #expect(!inboxIDs.contains(after))
         #expect(inbox.map { $0["seq"]?.int64Value } == [1, 2])
         u3.send(sendFrame(to: .group("g_team"), body: "still here?", id: "u3-1"))
         #expect(try await u3.nextFrame()["code"]?.stringValue == "forbidden")

@@ -6,7 +6,9 @@ import Testing
 /// Issue 3: presence (online, grace, heartbeat timeout, visibility), typing and read receipts.
 @Suite("Presence, typing and read receipts")
 struct PresenceTests {
-    static let presenceYAML = "presence: { heartbeat_ms: 50, offline_after_ms: 600, grace_ms: 300, visibility: shared, fanout_max_group: 3 }"
+    static let presenceYAML = "presence: { heartbeat_ms: 50, offline_after_ms: 5000, grace_ms: 300, visibility: shared, fanout_max_group: 3 }"
+    /// Short enough that a silent client is closed quickly; the watching client keeps a heartbeat.
+    static let heartbeatYAML = "presence: { heartbeat_ms: 50, offline_after_ms: 1000, grace_ms: 300, visibility: shared, fanout_max_group: 3 }"
 
     /// alice and bob share a 1:1 conversation, so each may see the other (sent over REST, so
     /// alice never had a live session).
@@ -55,7 +57,7 @@ struct PresenceTests {
     }
 
     @Test func missedHeartbeatsCloseTheSessionAndTheUserGoesOffline() async throws {
-        let gateway = try await TestGateway.start(extra: Self.presenceYAML)
+        let gateway = try await TestGateway.start(extra: Self.heartbeatYAML)
         try await converse(gateway)
         let (bob, _) = try await gateway.connect("bob")
         let heartbeat = bob.keepAlive()

@@ -136,11 +136,15 @@ struct CommitterTests {
             inboxes: [from, "bob"])
     }
 
+    struct Increasing: MessageIDSource {
+        func nextID(after floor: UInt64) -> UInt64 { floor + 1 }
+    }
+
     @Test func concurrentCommitsShareBatchesAndKeepSeqsContiguous() async throws {
         let store = InMemoryStore()
         let committer = Committer(store: store, maxPending: 10_000, logger: Logger(label: "t")) { _, _ in }
         try await withThrowingTaskGroup(of: CommitOutcome.self) { group in
-            for n in 1...500 { group.addTask { try await committer.commit(self.pending(n)) } }
+            for n in 1...500 { group.addTask { try await committer.commit(self.pending(n), ids: Increasing()) } }
             for try await _ in group {}
         }
         let inbox = try await store.inbox(user: "bob", after: 0, limit: 1000)
