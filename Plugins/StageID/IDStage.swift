@@ -5,7 +5,7 @@ import GatewayCore
 /// | key | type | default | constraint |
 /// |---|---|---|---|
 /// | `worker_id` | int | `node.worker_id` | 0...1023, unique per node |
-/// | `epoch_ms` | int | 1704067200000 (2024-01-01) | not in the future |
+/// | `epoch_ms` | int | 1704067200000 (2024-01-01) | >= 0; ids count milliseconds from it for about 69 years |
 public struct IDSettings: Codable, Sendable {
     public var workerID: Int?
     public var epochMillis: Int64

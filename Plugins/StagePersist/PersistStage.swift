@@ -30,11 +30,21 @@ public struct PersistStage: Stage {
     public init(settings: PersistSettings) { self.settings = settings }
 
     public func process(_ envelope: inout Envelope, context: StageContext) async throws -> StageOutcome {
-        if let body = envelope.body, case .string(let text) = body, text.utf8.count > settings.maxBodyBytes {
+        if let body = envelope.body, Self.encodedSize(body, limit: settings.maxBodyBytes) > settings.maxBodyBytes {
             return .reject(GatewayError(.tooLarge, "body is larger than \(settings.maxBodyBytes) bytes"))
         }
         envelope.persist = true
         return .continue
+    }
+
+    /// The body's JSON size; strings are counted without encoding (the common case), and only
+    /// bodies that could be near the limit are encoded.
+    static func encodedSize(_ body: JSONValue, limit: Int) -> Int {
+        switch body {
+        case .string(let text): return text.utf8.count + 2
+        case .null, .bool, .number: return 8
+        default: return body.jsonBytes.count
+        }
     }
 
     public static let factory = StageFactory(kind: "persist", settings: PersistSettings.self) { settings, _ in

@@ -2,6 +2,7 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// What a WebSocket client connection reports.
 public enum WebSocketEvent: Sendable, Equatable {
@@ -33,8 +34,9 @@ public final class WebSocketClient: Sendable {
     public static func connect(
         host: String, port: Int, path: String = "/v1/ws", headers: [(String, String)] = [],
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, maxMessageBytes: Int = 16 << 20,
-        receiveBufferBytes: Int? = nil, onEvent: @escaping EventHandler
+        receiveBufferBytes: Int? = nil, tls: TLSConfiguration? = nil, onEvent: @escaping EventHandler
     ) async throws -> WebSocketClient {
+        let sslContext = try tls.map { try NIOSSLContext(configuration: $0) }
         var bootstrap = ClientBootstrap(group: group).channelOption(.socketOption(.tcp_nodelay), value: 1)
         if let receiveBufferBytes {
             // A tiny receive window makes a client that stops reading fill the server's buffers fast.
@@ -43,6 +45,10 @@ public final class WebSocketClient: Sendable {
         let channel = try await bootstrap
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let sslContext {
+                        // wss://: TLS under the WebSocket framing.
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: sslContext, serverHostname: nil))
+                    }
                     try channel.pipeline.syncOperations.addHandler(ClientFrameHandler(maxMessageBytes: maxMessageBytes, onEvent: onEvent))
                 }
             }

@@ -1,6 +1,7 @@
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// A WebSocket client with an async, pull-based API: `next(timeout:)` waits for the next event.
 /// For tests and simple tools; the load generator uses `WebSocketClient`'s callbacks directly.
@@ -22,11 +23,12 @@ public final class WebSocketStream: Sendable {
 
     /// Connects and returns once the handshake's answer arrives; `status` is 101 when upgraded.
     public static func connect(
-        host: String = "127.0.0.1", port: Int, path: String = "/v1/ws", headers: [(String, String)] = [], receiveBufferBytes: Int? = nil
+        host: String = "127.0.0.1", port: Int, path: String = "/v1/ws", headers: [(String, String)] = [], receiveBufferBytes: Int? = nil,
+        tls: TLSConfiguration? = nil
     ) async throws -> (stream: WebSocketStream, status: Int, body: String) {
         let stream = WebSocketStream()
         let client = try await WebSocketClient.connect(
-            host: host, port: port, path: path, headers: headers, receiveBufferBytes: receiveBufferBytes
+            host: host, port: port, path: path, headers: headers, receiveBufferBytes: receiveBufferBytes, tls: tls
         ) { event in
             stream.push(event)
         }

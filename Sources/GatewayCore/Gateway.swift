@@ -364,9 +364,8 @@ public final class Gateway: Sendable {
         if case .reject(let error) = await pipeline.run(&envelope) { throw error }
         let recipients = try await Recipients.resolve(to: request.with, sender: principal.user, groups: stores.groups)
         let conversation = request.with.conversationKey(sender: principal.user)
-        let stored = try await stores.receipts.markRead(user: principal.user, conversation: conversation, upTo: request.upTo)
         // Only a position that moved forward is news.
-        guard stored == request.upTo else { return }
+        guard try await stores.receipts.markRead(user: principal.user, conversation: conversation, upTo: request.upTo) else { return }
         for user in recipients where user != principal.user {
             // Each member sees the conversation from their side: 1:1 receipts name the reader.
             let with: Address

@@ -2,7 +2,8 @@
 public enum Recipients {
     /// The users whose inbox a message to `to` from `sender` lands in: the sender and the peer
     /// for 1:1 (once when they are the same), or every member of the group (the sender
-    /// included). Throws `forbidden` when the sender is not a member, `not_found` for no group.
+    /// included). Throws `forbidden` when the sender is not a member, and for a group that does
+    /// not exist too, so that a group's existence does not leak.
     public static func resolve(to: Address, sender: String, groups: any GroupStore) async throws -> [String] {
         switch to {
         case .user(let peer):

@@ -45,6 +45,8 @@ final class LongPollSession: SessionConnection, Sendable {
             guard !state.closed else { return (true, nil) }
             if let waiter = state.waiter {
                 state.waiter = nil
+                // The poll ends now: the session's time-to-live counts from here.
+                state.lastSeen = registry.clock.nowMillis()
                 state.queue.append(frame)
                 defer { state.queue = [] }
                 return (true, (waiter, state.queue))

@@ -151,7 +151,8 @@ struct PublicRoutes: Sendable {
         for item in items {
             gateway.stats.framesIn.wrappingIncrement(ordering: .relaxed)
             if item.jsonBytes.count > gateway.limits.maxFrameBytes {
-                replies.append(ServerFrame.error(GatewayError(.tooLarge, "frame larger than \(gateway.limits.maxFrameBytes) bytes"), ref: nil))
+                let ref = item["ref"]?.stringValue.flatMap { $0.utf8.count <= 64 ? $0 : nil }
+                replies.append(ServerFrame.error(GatewayError(.tooLarge, "frame larger than \(gateway.limits.maxFrameBytes) bytes"), ref: ref))
                 continue
             }
             do throws(FrameError) {

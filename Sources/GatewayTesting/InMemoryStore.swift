@@ -168,11 +168,12 @@ public final class InMemoryStore: MessageStore, GroupStore, ReceiptStore, Sendab
 
     // MARK: ReceiptStore
 
-    public func markRead(user: String, conversation: String, upTo: UInt64) async throws -> UInt64 {
+    public func markRead(user: String, conversation: String, upTo: UInt64) async throws -> Bool {
         state.withLock { state in
-            let position = max(state.reads[conversation]?[user] ?? 0, upTo)
-            state.reads[conversation, default: [:]][user] = position
-            return position
+            let old = state.reads[conversation]?[user] ?? 0
+            guard upTo > old else { return false }
+            state.reads[conversation, default: [:]][user] = upTo
+            return true
         }
     }
 

@@ -3,15 +3,14 @@ import GatewayCore
 
 extension EmbeddedStore: ReceiptStore {
     /// Moves `user`'s read position in `conversation` forward (never back).
-    public func markRead(user: String, conversation: String, upTo: UInt64) async throws -> UInt64 {
+    public func markRead(user: String, conversation: String, upTo: UInt64) async throws -> Bool {
         try await write { db in
             let upsert = try db.cachedStatement(sql: """
                 INSERT INTO read_positions(conversation, user, up_to) VALUES (?, ?, ?)
-                ON CONFLICT(conversation, user) DO UPDATE SET up_to = max(up_to, excluded.up_to)
-                RETURNING up_to
+                ON CONFLICT(conversation, user) DO UPDATE SET up_to = excluded.up_to WHERE excluded.up_to > up_to
                 """)
-            let stored = try Int64.fetchOne(upsert, arguments: [conversation, user, Int64(bitPattern: upTo)]) ?? Int64(bitPattern: upTo)
-            return UInt64(bitPattern: stored)
+            try upsert.execute(arguments: [conversation, user, Int64(bitPattern: upTo)])
+            return db.changesCount > 0
         }
     }
 

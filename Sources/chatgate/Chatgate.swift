@@ -75,7 +75,9 @@ struct CheckConfig: AsyncParsableCommand {
                 configuration.pipeline, registry: try BuiltInStages.registry(), logger: logger, clock: SystemClock(),
                 stores: Stores(NoStore()), presence: NoPresence(), node: configuration.node)
         } catch {
-            FileHandle.standardError.write(Data("\(path): error: \(error)\n".utf8))
+            // Config errors already carry file:line:column; other build errors get the file name.
+            let text = error is ConfigError ? "\(error)" : "\(path): error: \(error)"
+            FileHandle.standardError.write(Data((text + "\n").utf8))
             throw ExitCode(1)
         }
         print("\(path): ok")

@@ -16,7 +16,7 @@ struct NoStore: MessageStore, GroupStore, ReceiptStore {
     func isMember(_ user: String, of group: String) async throws -> Bool { false }
     func groups(of user: String) async throws -> [GroupInfo] { [] }
     func updateMembers(of group: String, add: [String], remove: [String]) async throws -> GroupInfo { throw GatewayError.notFound("no store") }
-    func markRead(user: String, conversation: String, upTo: UInt64) async throws -> UInt64 { upTo }
+    func markRead(user: String, conversation: String, upTo: UInt64) async throws -> Bool { false }
     func readPositions(conversation: String) async throws -> [String: UInt64] { [:] }
 }
 

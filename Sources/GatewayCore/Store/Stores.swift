@@ -88,8 +88,8 @@ public protocol GroupStore: Sendable {
 /// Read positions: how far each user has read each conversation.
 public protocol ReceiptStore: Sendable {
     /// Records that `user` read `conversation` (see `Address.conversationKey`) up to message
-    /// `upTo`; a position never moves back. Returns the position now stored.
-    func markRead(user: String, conversation: String, upTo: UInt64) async throws -> UInt64
+    /// `upTo`; a position never moves back. Returns whether it moved forward.
+    func markRead(user: String, conversation: String, upTo: UInt64) async throws -> Bool
     /// Every recorded read position in a conversation, by user.
     func readPositions(conversation: String) async throws -> [String: UInt64]
 }

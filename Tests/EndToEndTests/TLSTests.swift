@@ -1,0 +1,76 @@
+import AsyncHTTPClient
+import ChatClient
+import Foundation
+import GatewayCore
+import NIOSSL
+import Testing
+
+/// `tls: {cert, key}` serves wss:// and https:// on the public port (self-signed in the test).
+@Suite("TLS")
+struct TLSTests {
+    @Test func websocketAndHTTPSOverTLS() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("chatgate-tls-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let cert = directory.appendingPathComponent("cert.pem").path
+        let key = directory.appendingPathComponent("key.pem").path
+        let openssl = Process()
+        openssl.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        openssl.arguments = [
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+            "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", cert,
+        ]
+        openssl.standardOutput = FileHandle.nullDevice
+        openssl.standardError = FileHandle.nullDevice
+        try openssl.run()
+        openssl.waitUntilExit()
+        try #require(openssl.terminationStatus == 0, "openssl could not make a test certificate")
+
+        let gateway = try await TestGateway.start(extra: "tls: { cert: \"\(cert)\", key: \"\(key)\" }", directory: directory)
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.trustRoots = .file(cert)
+        tls.certificateVerification = .noHostnameVerification
+
+        // https: the discover document advertises wss://.
+        var configuration = HTTPClient.Configuration()
+        configuration.tlsConfiguration = tls
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        var request = HTTPClientRequest(url: "https://127.0.0.1:\(gateway.port)/v1/discover")
+        request.method = .GET
+        let response = try await client.execute(request, timeout: .seconds(10))
+        var body = try await response.body.collect(upTo: 1 << 20)
+        try await client.shutdown()
+        let discover = try #require(try JSONParser.parse(body.readString(length: body.readableBytes) ?? "").objectValue)
+        #expect(discover["ws_url"]?.stringValue?.hasPrefix("wss://") == true)
+
+        // wss: a full session.
+        let token = try await gateway.token("alice")
+        let (stream, status, _) = try await WebSocketStream.connect(port: gateway.port, headers: [("Authorization", "Bearer \(token)")], tls: tls)
+        #expect(status == 101)
+        #expect(try await stream.nextFrame()["type"]?.stringValue == "hello")
+        stream.send(sendFrame(to: .user("bob"), body: "secure", id: "t1"))
+        #expect(try await stream.nextFrame()["type"]?.stringValue == "ack")
+        // Plain text on the TLS port is not served.
+        let plain = try? await WebSocketStream.connect(port: gateway.port, headers: [("Authorization", "Bearer \(token)")])
+        #expect(plain?.status != 101)
+        await gateway.stop()
+    }
+
+    @Test func longPollSessionsExpireWithoutPolls() async throws {
+        let gateway = try await TestGateway.start(extra: "longpoll: { session_ttl_ms: 300 }")
+        let alice = try await LongPollClient.open(gateway, user: "alice")
+        // A poll longer than the TTL keeps the session alive while it waits.
+        #expect(try await alice.poll(timeoutMs: 600).isEmpty)
+        #expect(try await gateway.request(.GET, "/v1/lp/poll?session=\(alice.session)&timeout_ms=0", token: alice.token).status == 200)
+        // No poll for longer than the TTL: expired, and alice is offline.
+        let deadline = Date().addingTimeInterval(5)
+        var status = 200
+        while status == 200, Date() < deadline {
+            try await Task.sleep(for: .milliseconds(100))  // the sweep runs every ttl/4; this only paces the check
+            if !gateway.gateway.hub.isOnline("alice") {
+                status = try await gateway.request(.GET, "/v1/lp/poll?session=\(alice.session)&timeout_ms=0", token: alice.token).status
+            }
+        }
+        #expect(status == 404)
+        await gateway.stop()
+    }
+}
