@@ -52,6 +52,8 @@ final class LoadGenerator {
     private var connectsInFlight = 0
     private var waitingForOpen: Set<Int> = []
     private var openPromise: EventLoopPromise<Void>?
+    /// Counts `connect` calls, so a timeout only fails the call that set it.
+    private var connectGeneration = 0
     private var retries: [Int: Int] = [:]
     private(set) var openCount = 0
     private var liveChannels = 0
@@ -112,14 +114,18 @@ final class LoadGenerator {
             return promise.futureResult
         }
         openPromise = promise
+        connectGeneration += 1
+        let generation = connectGeneration
         waitingForOpen = Set(indices)
         for index in indices { enqueue(index) }
         // A handshake the server never answers must not hang the run.
-        let seconds = Int64(max(30, indices.count / 200))
+        let seconds = Int64(max(30, indices.count / 100))
         let bound = NIOLoopBound(self, eventLoop: eventLoop)
         eventLoop.scheduleTask(in: .seconds(seconds)) {
             let generator = bound.value
-            guard let pending = generator.openPromise, !generator.waitingForOpen.isEmpty else { return }
+            guard generator.connectGeneration == generation, let pending = generator.openPromise, !generator.waitingForOpen.isEmpty else {
+                return
+            }
             generator.openPromise = nil
             pending.fail(BenchError("\(generator.waitingForOpen.count) of \(indices.count) clients had no hello within \(seconds) s"))
         }

@@ -131,8 +131,9 @@ struct Scenarios: Sendable {
     private func idle(_ server: ServerUnderTest) async throws -> Measurement {
         let (count, capNote) = idleConnections()
         let users = (0..<count).map { "\(prefix)i\($0)" }
-        log("minting \(count) tokens")
+        let mintStart = MonotonicClock.nanos()
         let tokens = try await server.tokens(for: users)
+        log(String(format: "minted %d tokens in %.1f s", count, Double(MonotonicClock.nanos() - mintStart) / 1e9))
         let specs = (0..<count).map { ClientSpec(user: users[$0], token: tokens[$0], role: .idle) }
         var plan = plan(server)
         plan.connectConcurrency = 128
@@ -148,6 +149,7 @@ struct Scenarios: Sendable {
             log("connecting \(count - primer) clients")
             try await generator.future { $0.connect(Array(primer..<count)) }
             let connectSeconds = Double(MonotonicClock.nanos() - start) / 1e9
+            log(String(format: "connected in %.1f s", connectSeconds))
             try await sleep(2)
             let after = server.child?.sample()
             try await generator.run { g in

@@ -137,7 +137,9 @@ public final class Gateway: Sendable {
             case .ping:
                 reply(ServerFrame.pong(ref: frame.ref))
             case .send:
-                try await send(frame, principal: principal, reply: reply)
+                if let pending = try await beginSend(frame, principal: principal, reply: reply) {
+                    return await pending.complete(reply)
+                }
             case .sync:
                 let request = try frame.syncRequest()
                 reply(try await sync(user: principal.user, since: request.since, limit: request.limit, ref: frame.ref))
@@ -181,7 +183,48 @@ public final class Gateway: Sendable {
         }
     }
 
-    private func send(_ frame: ClientFrame, principal: Principal, reply: (ByteBuffer) -> Void) async throws {
+    /// A `send` whose message is queued for the store; `complete` waits for the commit and
+    /// answers the sender (ack, duplicate ack, or error), then runs the stages' `committed` hooks.
+    public struct PendingAck: Sendable {
+        let ticket: CommitTicket
+        let envelope: Envelope
+        let pipeline: Pipeline
+        let gateway: Gateway
+
+        public func complete(_ reply: (ByteBuffer) -> Void) async -> GatewayError? {
+            let frameRef = envelope.ref
+            let clientMsgID = envelope.clientMsgID ?? ""
+            let outcome: CommitOutcome
+            do {
+                outcome = try await ticket.value()
+            } catch {
+                gateway.stats.messagesRejected.wrappingIncrement(ordering: .relaxed)
+                let clientError = GatewayError.from(error)
+                reply(ServerFrame.error(clientError, ref: frameRef))
+                return clientError
+            }
+            switch outcome {
+            case .stored(let stored, let seqs):
+                gateway.stats.messagesAccepted.wrappingIncrement(ordering: .relaxed)
+                let seq = seqs.first(where: { $0.user == envelope.sender.user })?.seq
+                reply(ServerFrame.ack(ref: frameRef, id: stored.id, seq: seq, timestamp: stored.timestamp, clientMsgID: clientMsgID, duplicate: false))
+                await pipeline.committed(envelope, outcome: outcome)
+            case .duplicate(let original, let senderSeq):
+                reply(
+                    ServerFrame.ack(
+                        ref: frameRef, id: original.id, seq: senderSeq > 0 ? senderSeq : nil, timestamp: original.timestamp,
+                        clientMsgID: clientMsgID, duplicate: true))
+            }
+            return nil
+        }
+    }
+
+    /// Runs a `send` through the pipeline and queues its message for the store, without waiting
+    /// for the commit: a session can start its next `send` while this one commits (sends of one
+    /// session still pass the stages and reach the store in order). Returns nil when the frame
+    /// was already answered (a stage's reply, or a pipeline without `persist`); throws the error
+    /// to answer with.
+    public func beginSend(_ frame: ClientFrame, principal: Principal, reply: (ByteBuffer) -> Void) async throws -> PendingAck? {
         let request = try frame.sendRequest()
         var envelope = Envelope(
             kind: .send, sender: principal, ref: frame.ref, frame: frame.object, to: request.to, body: request.body,
@@ -196,7 +239,7 @@ public final class Gateway: Sendable {
         case .reply(var object):
             object["ref"] = frame.ref.map { .string($0) }
             reply(ServerFrame.object(object))
-            return
+            return nil
         }
         guard let id = envelope.id, let to = envelope.to, let body = envelope.body, let clientMsgID = envelope.clientMsgID else {
             stats.messagesRejected.wrappingIncrement(ordering: .relaxed)
@@ -219,9 +262,9 @@ public final class Gateway: Sendable {
             Gateway.deliverEphemeral(pending, hub: hub, stats: stats)
             stats.messagesAccepted.wrappingIncrement(ordering: .relaxed)
             reply(ServerFrame.ack(ref: frame.ref, id: id, seq: nil, timestamp: message.timestamp, clientMsgID: clientMsgID, duplicate: false))
-            return
+            return nil
         }
-        let outcome: CommitOutcome
+        let ticket: CommitTicket
         do {
             let pending = PendingMessage(message: message, inboxes: recipients, originSession: principal.session, liveOnly: liveOnly)
             if pending.isFanoutOnRead {
@@ -230,23 +273,12 @@ public final class Gateway: Sendable {
                 // commit: bring the sender's inbox up to date first, in bounded transactions.
                 _ = try await stores.messages.inboxHead(user: principal.user)
             }
-            outcome = try await committer.commit(pending, ids: pipeline.idSource)
+            ticket = try committer.enqueue(pending, ids: pipeline.idSource)
         } catch {
             stats.messagesRejected.wrappingIncrement(ordering: .relaxed)
             throw error
         }
-        switch outcome {
-        case .stored(let stored, let seqs):
-            stats.messagesAccepted.wrappingIncrement(ordering: .relaxed)
-            let seq = seqs.first(where: { $0.user == principal.user })?.seq
-            reply(ServerFrame.ack(ref: frame.ref, id: stored.id, seq: seq, timestamp: stored.timestamp, clientMsgID: clientMsgID, duplicate: false))
-            await pipeline.committed(envelope, outcome: outcome)
-        case .duplicate(let original, let senderSeq):
-            reply(
-                ServerFrame.ack(
-                    ref: frame.ref, id: original.id, seq: senderSeq > 0 ? senderSeq : nil, timestamp: original.timestamp,
-                    clientMsgID: clientMsgID, duplicate: true))
-        }
+        return PendingAck(ticket: ticket, envelope: envelope, pipeline: pipeline, gateway: self)
     }
 
     /// Live delivery after a group commit, in commit order: each recipient's sessions get the

@@ -155,9 +155,12 @@ final class WebSocketConnection: SessionConnection, Sendable {
         return full
     }
 
-    private func next() -> (ByteBuffer, Session?, resume: Bool)? {
+    /// The next queued message. When the queue is empty it returns nil, and ends the busy
+    /// period (so a new message starts a new task) only if `finishing`.
+    private func next(finishing: Bool) -> (ByteBuffer, Session?, resume: Bool)? {
         inbound.withLock { state in
             guard !state.closed, state.head < state.queue.count else {
+                guard finishing || state.closed else { return nil }
                 state.processing = false
                 state.queue.removeAll(keepingCapacity: state.queue.capacity <= 64)
                 state.head = 0
@@ -174,17 +177,131 @@ final class WebSocketConnection: SessionConnection, Sendable {
         }
     }
 
+    /// Sends of one session that may wait for the store at once: the next ones pass the stages
+    /// while these commit (group commit fills up faster), and acks still go out in order.
+    static let maxSendsInFlight = 32
+
     private func drain() async {
-        while let (text, session, resume) = next() {
+        // Queued sends waiting for their commit, oldest first; answered in this order.
+        var inFlight: [Gateway.PendingAck] = []
+        var oldest = 0
+        while true {
+            guard let (text, session, resume) = next(finishing: oldest == inFlight.count) else {
+                if oldest == inFlight.count { return }
+                await finish(inFlight[oldest])
+                oldest += 1
+                continue
+            }
             if resume {
                 let handler = self.handler
                 channel.eventLoop.execute { handler.value.resumeReading() }
             }
-            if let session {
-                await handleAuthenticated(text, session: session)
-            } else {
+            guard let session else {
                 await handleUnauthenticated(text)
+                continue
             }
+            session.lastActiveAt.store(gateway.clock.nowMillis(), ordering: .relaxed)
+            let started = await beginSend(text, session: session)
+            if case .failed(let error, let ref) = started {
+                // Answered after the sends before it, like every reply.
+                while oldest < inFlight.count {
+                    await finish(inFlight[oldest])
+                    oldest += 1
+                }
+                inFlight.removeAll(keepingCapacity: true)
+                oldest = 0
+                // Code and message only: never the frame's body.
+                logger.debug(
+                    "frame rejected",
+                    metadata: [
+                        "gateway.session": "\(session.id)", "gateway.frame": "send", "gateway.code": "\(error.code.rawValue)",
+                        "gateway.reason": "\(error.message)",
+                    ])
+                _ = write(ServerFrame.error(error, ref: ref))
+                count(error: error)
+                continue
+            }
+            if case .answered = started { continue }
+            if case .pending(let pending) = started {
+                inFlight.append(pending)
+                if inFlight.count - oldest >= Self.maxSendsInFlight {
+                    await finish(inFlight[oldest])
+                    oldest += 1
+                }
+                if oldest == inFlight.count {
+                    inFlight.removeAll(keepingCapacity: true)
+                    oldest = 0
+                }
+                continue
+            }
+            // Any other frame is answered after the sends before it.
+            while oldest < inFlight.count {
+                await finish(inFlight[oldest])
+                oldest += 1
+            }
+            inFlight.removeAll(keepingCapacity: true)
+            oldest = 0
+            await handleAuthenticated(text, session: session)
+        }
+    }
+
+    enum SendStart {
+        /// Not a `send` frame: it takes the ordinary path.
+        case notSend
+        /// Queued for the store.
+        case pending(Gateway.PendingAck)
+        /// Answered already (a stage's reply, or an ack without a store).
+        case answered
+        /// Refused before the store: the error to answer with.
+        case failed(GatewayError, ref: String?)
+    }
+
+    /// Starts a `send` frame.
+    private func beginSend(_ text: ByteBuffer, session: Session) async -> SendStart {
+        // Only frames that say "send" are parsed here; the rest take the ordinary path.
+        guard Self.contains(text, Self.sendNeedle) else { return .notSend }
+        let frame: ClientFrame
+        do {
+            frame = try text.withUnsafeReadableBytes { bytes throws(FrameError) in try ClientFrame.parse(bytes) }
+        } catch {
+            return .notSend
+        }
+        guard frame.kind == .send else { return .notSend }
+        gateway.stats.framesIn.wrappingIncrement(ordering: .relaxed)
+        do {
+            guard let pending = try await gateway.beginSend(frame, principal: session.principal, reply: { _ = self.write($0) }) else {
+                count(error: nil)
+                return .answered
+            }
+            return .pending(pending)
+        } catch {
+            return .failed(GatewayError.from(error), ref: frame.ref)
+        }
+    }
+
+    private func finish(_ pending: Gateway.PendingAck) async {
+        let error = await pending.complete { _ = self.write($0) }
+        count(error: error)
+    }
+
+    static let sendNeedle = Array("\"send\"".utf8)
+
+    static func contains(_ text: ByteBuffer, _ needle: [UInt8]) -> Bool {
+        text.withUnsafeReadableBytes { bytes -> Bool in
+            guard bytes.count >= needle.count else { return false }
+            var i = 0
+            while i + needle.count <= bytes.count {
+                if bytes[i] == needle[0] {
+                    var match = true
+                    for j in 1..<needle.count where bytes[i + j] != needle[j] {
+                        match = false
+                        break
+                    }
+                    if match { return true }
+                }
+                i += 1
+            }
+            return false
         }
     }
 
@@ -214,7 +331,6 @@ final class WebSocketConnection: SessionConnection, Sendable {
     }
 
     private func handleAuthenticated(_ text: ByteBuffer, session: Session) async {
-        session.lastActiveAt.store(gateway.clock.nowMillis(), ordering: .relaxed)
         // `auth` on an open session refreshes the token; everything else goes to the gateway.
         if Self.isAuthFrame(text) {
             await refresh(text, session: session)
@@ -223,6 +339,11 @@ final class WebSocketConnection: SessionConnection, Sendable {
         let error = await gateway.handle(text: text, principal: session.principal) { reply in
             _ = self.write(reply)
         }
+        count(error: error)
+    }
+
+    /// Counts bad and rate-limited frames: repeated ones close the session (4000, 1008).
+    private func count(error: GatewayError?) {
         switch error?.code {
         case .badFrame?:
             let count = inbound.withLock { state -> Int in
@@ -266,28 +387,13 @@ final class WebSocketConnection: SessionConnection, Sendable {
     }
 
     /// Whether a frame's text is an `auth` frame, without a full parse (cheap check first).
+    /// Whether a frame's text is an `auth` frame (a cheap scan first, a parse only if it may be).
     static func isAuthFrame(_ text: ByteBuffer) -> Bool {
-        let needle = Array("\"auth\"".utf8)
-        let found = text.withUnsafeReadableBytes { bytes -> Bool in
-            guard bytes.count >= needle.count else { return false }
-            var i = 0
-            while i + needle.count <= bytes.count {
-                if bytes[i] == needle[0] {
-                    var match = true
-                    for j in 1..<needle.count where bytes[i + j] != needle[j] {
-                        match = false
-                        break
-                    }
-                    if match { return true }
-                }
-                i += 1
-            }
-            return false
-        }
-        guard found else { return false }
-        let kind = text.withUnsafeReadableBytes { bytes in try? ClientFrame.parse(bytes).kind }
-        return kind == .auth
+        guard contains(text, authNeedle) else { return false }
+        return text.withUnsafeReadableBytes { bytes in try? ClientFrame.parse(bytes).kind } == .auth
     }
+
+    static let authNeedle = Array("\"auth\"".utf8)
 
     private func withRef(_ frame: ByteBuffer, ref: String?) -> ByteBuffer {
         guard let ref else { return frame }

@@ -56,10 +56,10 @@ struct TLSTests {
     }
 
     @Test func longPollSessionsExpireWithoutPolls() async throws {
-        let gateway = try await TestGateway.start(extra: "longpoll: { session_ttl_ms: 300 }")
+        let gateway = try await TestGateway.start(extra: "longpoll: { session_ttl_ms: 1000 }")
         let alice = try await LongPollClient.open(gateway, user: "alice")
         // A poll longer than the TTL keeps the session alive while it waits.
-        #expect(try await alice.poll(timeoutMs: 600).isEmpty)
+        #expect(try await alice.poll(timeoutMs: 1500).isEmpty)
         #expect(try await gateway.request(.GET, "/v1/lp/poll?session=\(alice.session)&timeout_ms=0", token: alice.token).status == 200)
         // No poll for longer than the TTL: expired, and alice is offline.
         let deadline = Date().addingTimeInterval(5)

@@ -13,7 +13,7 @@ public final class Committer: Sendable {
 
     struct Waiter {
         let pending: PendingMessage
-        let continuation: CheckedContinuation<CommitOutcome, any Error>
+        let ticket: CommitTicket
     }
 
     struct State {
@@ -54,7 +54,16 @@ public final class Committer: Sendable {
     /// id is not above the last one queued (its sender's pipeline was overtaken between the
     /// `id` stage and here) gets a fresh id from `ids` first.
     public func commit(_ pending: PendingMessage, ids: (any MessageIDSource)? = nil) async throws -> CommitOutcome {
-        try await withCheckedThrowingContinuation { continuation in
+        try await enqueue(pending, ids: ids).value()
+    }
+
+    /// Queues one message and returns at once; the ticket's `value()` waits for the commit.
+    /// Tickets of one caller resolve in the order they were queued, which lets a session
+    /// pipeline its sends and still answer them in order. Throws `unavailable` when the queue
+    /// is full or closed.
+    public func enqueue(_ pending: PendingMessage, ids: (any MessageIDSource)? = nil) throws(GatewayError) -> CommitTicket {
+        let ticket = CommitTicket()
+        do {
             enum Action { case none, flush, reject(GatewayError) }
             let action: Action = state.withLock { state in
                 if state.closed { return .reject(.unavailable("the gateway is shutting down")) }
@@ -64,7 +73,7 @@ public final class Committer: Sendable {
                     pending.message.id = ids.nextID(after: state.lastQueuedID)
                 }
                 state.lastQueuedID = max(state.lastQueuedID, pending.message.id)
-                state.queue.append(Waiter(pending: pending, continuation: continuation))
+                state.queue.append(Waiter(pending: pending, ticket: ticket))
                 if state.flushing { return .none }
                 state.flushing = true
                 return .flush
@@ -73,12 +82,13 @@ public final class Committer: Sendable {
             case .none:
                 break
             case .reject(let error):
-                continuation.resume(throwing: error)
+                throw error
             case .flush:
                 // One task per busy period, not per message: it drains everything queued meanwhile.
                 Task { await self.flush() }
             }
         }
+        return ticket
     }
 
     private func flush() async {
@@ -106,14 +116,14 @@ public final class Committer: Sendable {
                 let outcomes = try await store.commit(pending)
                 delivery(pending, outcomes)
                 for (waiter, outcome) in zip(batch, outcomes) {
-                    waiter.continuation.resume(returning: outcome)
+                    waiter.ticket.fulfill(.success(outcome))
                 }
             } catch {
                 let clientError = GatewayError.from(error)
                 let answer: GatewayError = clientError.code == .internal ? .unavailable("the store failed; nothing was stored") : clientError
                 logger.error("store commit failed", metadata: ["error": "\(error)", "gateway.batch": "\(batch.count)"])
                 for waiter in batch {
-                    waiter.continuation.resume(throwing: answer)
+                    waiter.ticket.fulfill(.failure(answer))
                 }
             }
         }
@@ -176,4 +186,41 @@ public final class StoreFaults: Sendable {
 /// ids increasing in commit order.
 public protocol MessageIDSource: Sendable {
     func nextID(after floor: UInt64) -> UInt64
+}
+
+/// The pending result of one queued message: fulfilled once by the flush, awaited once.
+public final class CommitTicket: Sendable {
+    struct State {
+        var result: Result<CommitOutcome, GatewayError>?
+        var waiter: CheckedContinuation<CommitOutcome, any Error>?
+    }
+
+    /// Guards the result and the waiting caller.
+    private let state = Mutex(State())
+
+    init() {}
+
+    func fulfill(_ result: Result<CommitOutcome, GatewayError>) {
+        let waiter: CheckedContinuation<CommitOutcome, any Error>? = state.withLock { state in
+            guard let waiter = state.waiter else {
+                state.result = result
+                return nil
+            }
+            state.waiter = nil
+            return waiter
+        }
+        waiter?.resume(with: result.mapError { $0 as any Error })
+    }
+
+    /// Waits for the commit: what the store did with the message, or why nothing was stored.
+    public func value() async throws -> CommitOutcome {
+        try await withCheckedThrowingContinuation { continuation in
+            let ready: Result<CommitOutcome, GatewayError>? = state.withLock { state in
+                if let result = state.result { return result }
+                state.waiter = continuation
+                return nil
+            }
+            if let ready { continuation.resume(with: ready.mapError { $0 as any Error }) }
+        }
+    }
 }
