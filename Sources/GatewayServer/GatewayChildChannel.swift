@@ -112,6 +112,13 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
             let result = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: configuration)
             let decoder = try channel.pipeline.syncOperations.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
             try channel.pipeline.syncOperations.addHandler(capture, position: .after(decoder))
+            // Slowloris: a first request (or handshake) not complete within
+            // `limits.handshake_timeout_ms` closes the connection; later requests fall under
+            // Hummingbird's idle timeout.
+            let deadline = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(gateway.limits.handshakeTimeoutMs))) {
+                channel.close(promise: nil)
+            }
+            result.whenComplete { _ in deadline.cancel() }
             return Value(upgradeResult: result, channel: channel)
         }
     }

@@ -53,6 +53,9 @@ struct WebSocketHandshake: Sendable {
         guard gateway.hub.hasCapacity else {
             return .refuse(status: 503, error: .unavailable("this node is at capacity"), headers: [("Retry-After", "5")])
         }
+        guard gateway.hub.canOpen(fromAddress: remoteAddress) else {
+            return .refuse(status: 429, error: GatewayError(.rateLimited, "too many connections from this address"), headers: [("Retry-After", "5")])
+        }
         guard let token = Self.token(query: query, authorization: header("authorization").first) else {
             return .accept(identity: nil, echo: false)
         }

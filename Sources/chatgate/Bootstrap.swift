@@ -24,7 +24,9 @@ struct Bootstrap {
         }
         let store = try EmbeddedStore(path: configuration.store.path, durability: configuration.store.durability, logger: logger)
         let stores = Stores(store)
-        let hub = SessionHub(maxSessionsPerUser: configuration.limits.maxSessionsPerUser, maxConnections: configuration.limits.maxConnections)
+        let hub = SessionHub(
+            maxSessionsPerUser: configuration.limits.maxSessionsPerUser, maxConnections: configuration.limits.maxConnections,
+            maxConnectionsPerIP: configuration.limits.maxConnectionsPerIP)
         let pipeline = try Pipeline.build(
             configuration.pipeline, registry: try BuiltInStages.registry(), logger: logger, clock: clock, stores: stores, presence: hub,
             node: configuration.node)

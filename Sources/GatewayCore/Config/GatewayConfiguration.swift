@@ -146,12 +146,16 @@ public struct LimitSettings: Decodable, Sendable {
     public var outboundQueue: Int = 1024
     /// Time to send `auth` after a WebSocket upgrade without a token.
     public var authTimeoutMs: Int = 5000
+    /// Time for a new connection's first request (or handshake) to arrive complete (slowloris).
+    public var handshakeTimeoutMs: Int = 10000
     /// Frames of one session waiting for the pipeline before the gateway stops reading it.
     public var inboundQueue: Int = 64
     /// Live sessions one user may hold on this node; more are refused (429).
     public var maxSessionsPerUser: Int = 32
     /// Connections this node accepts in all; more are refused (503).
     public var maxConnections: Int = 100_000
+    /// Live sessions from one IP address; more are refused before the upgrade (429).
+    public var maxConnectionsPerIP: Int = 10_000
     /// Messages waiting for the store before sends are refused with `unavailable`.
     public var maxPendingCommits: Int = 20_000
     /// Members a group may have.
@@ -161,9 +165,11 @@ public struct LimitSettings: Decodable, Sendable {
         case maxFrameBytes = "max_frame_bytes"
         case outboundQueue = "outbound_queue"
         case authTimeoutMs = "auth_timeout_ms"
+        case handshakeTimeoutMs = "handshake_timeout_ms"
         case inboundQueue = "inbound_queue"
         case maxSessionsPerUser = "max_sessions_per_user"
         case maxConnections = "max_connections"
+        case maxConnectionsPerIP = "max_connections_per_ip"
         case maxPendingCommits = "max_pending_commits"
         case maxGroupMembers = "max_group_members"
     }
@@ -178,12 +184,16 @@ public struct LimitSettings: Decodable, Sendable {
         try require((1...1_000_000).contains(outboundQueue), c, .outboundQueue, "must be 1...1000000 (was \(outboundQueue))")
         authTimeoutMs = try c.decodeIfPresent(Int.self, forKey: .authTimeoutMs) ?? 5000
         try require((1...600_000).contains(authTimeoutMs), c, .authTimeoutMs, "must be 1...600000 (was \(authTimeoutMs))")
+        handshakeTimeoutMs = try c.decodeIfPresent(Int.self, forKey: .handshakeTimeoutMs) ?? 10000
+        try require((10...600_000).contains(handshakeTimeoutMs), c, .handshakeTimeoutMs, "must be 10...600000 (was \(handshakeTimeoutMs))")
         inboundQueue = try c.decodeIfPresent(Int.self, forKey: .inboundQueue) ?? 64
         try require((1...100_000).contains(inboundQueue), c, .inboundQueue, "must be 1...100000 (was \(inboundQueue))")
         maxSessionsPerUser = try c.decodeIfPresent(Int.self, forKey: .maxSessionsPerUser) ?? 32
         try require(maxSessionsPerUser >= 1, c, .maxSessionsPerUser, "must be at least 1 (was \(maxSessionsPerUser))")
         maxConnections = try c.decodeIfPresent(Int.self, forKey: .maxConnections) ?? 100_000
         try require(maxConnections >= 1, c, .maxConnections, "must be at least 1 (was \(maxConnections))")
+        maxConnectionsPerIP = try c.decodeIfPresent(Int.self, forKey: .maxConnectionsPerIP) ?? 10_000
+        try require(maxConnectionsPerIP >= 1, c, .maxConnectionsPerIP, "must be at least 1 (was \(maxConnectionsPerIP))")
         maxPendingCommits = try c.decodeIfPresent(Int.self, forKey: .maxPendingCommits) ?? 20_000
         try require(maxPendingCommits >= 1, c, .maxPendingCommits, "must be at least 1 (was \(maxPendingCommits))")
         maxGroupMembers = try c.decodeIfPresent(Int.self, forKey: .maxGroupMembers) ?? 500

@@ -10,12 +10,22 @@ public final class SessionHub: PresenceQuery, Sendable {
     private let longpollCount = ManagedAtomic<Int>(0)
     private let maxSessionsPerUser: Int
     private let maxConnections: Int
+    private let maxConnectionsPerIP: Int
+    /// Guards the number of live sessions per peer address.
+    private let perIP = Mutex<[String: Int]>([:])
     /// Guards the observer told when a user's first session opens and last one closes.
     private let observer = Mutex<(@Sendable (_ user: String, _ online: Bool) -> Void)?>(nil)
 
-    public init(maxSessionsPerUser: Int, maxConnections: Int) {
+    public init(maxSessionsPerUser: Int, maxConnections: Int, maxConnectionsPerIP: Int = .max) {
         self.maxSessionsPerUser = maxSessionsPerUser
         self.maxConnections = maxConnections
+        self.maxConnectionsPerIP = maxConnectionsPerIP
+    }
+
+    /// Whether a peer address may open another session (checked before a WebSocket upgrade).
+    public func canOpen(fromAddress address: String?) -> Bool {
+        guard let address else { return true }
+        return perIP.withLock { ($0[address] ?? 0) < maxConnectionsPerIP }
     }
 
     /// Sets who is told when a user's first session opens (true) and last one closes (false).
@@ -58,6 +68,7 @@ public final class SessionHub: PresenceQuery, Sendable {
             return .success(first)
         }
         let first = try result.get()
+        if let address = session.principal.remoteAddress { perIP.withLock { $0[address, default: 0] += 1 } }
         counter(for: session.principal.transport)?.wrappingIncrement(ordering: .relaxed)
         if first { onlineObserver?(session.user, true) }
     }
@@ -75,6 +86,12 @@ public final class SessionHub: PresenceQuery, Sendable {
             return (true, false)
         }
         guard removed else { return }
+        if let address = session.principal.remoteAddress {
+            perIP.withLock { counts in
+                let left = (counts[address] ?? 1) - 1
+                counts[address] = left > 0 ? left : nil
+            }
+        }
         counter(for: session.principal.transport)?.wrappingDecrement(ordering: .relaxed)
         if last { onlineObserver?(session.user, false) }
     }
