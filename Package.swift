@@ -94,7 +94,7 @@ let package = Package(
         ),
         .target(
             name: "GatewayTesting",
-            dependencies: ["GatewayCore"],
+            dependencies: ["GatewayCore", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
 
@@ -108,6 +108,23 @@ let package = Package(
         .target(name: "StageID", dependencies: ["GatewayCore"], path: "Plugins/StageID", swiftSettings: swiftSettings),
         .target(name: "StagePersist", dependencies: ["GatewayCore"], path: "Plugins/StagePersist", swiftSettings: swiftSettings),
         .target(name: "StageFanout", dependencies: ["GatewayCore"], path: "Plugins/StageFanout", swiftSettings: swiftSettings),
+        .target(name: "StageRateLimit", dependencies: ["GatewayCore"], path: "Plugins/StageRateLimit", swiftSettings: swiftSettings),
+        .target(
+            name: "StageWebhook",
+            dependencies: [
+                "GatewayCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Plugins/StageWebhook",
+            swiftSettings: swiftSettings
+        ),
+        // Custom stages (docs/STAGES.md): kinds with a dotted owner prefix.
+        .target(name: "StageWordFilter", dependencies: ["GatewayCore"], path: "Plugins/StageWordFilter", swiftSettings: swiftSettings),
+        // new-stage: stage targets above this line
 
         // MARK: Benchmark (`chatgate bench`)
         .target(
@@ -128,8 +145,9 @@ let package = Package(
         .executableTarget(
             name: "chatgate",
             dependencies: [
-                "GatewayCore", "GatewayConfig", "GatewayServer", "SQLiteStore",
-                "StageAuth", "StageID", "StagePersist", "StageFanout", "GatewayBench",
+                "GatewayCore", "GatewayConfig", "GatewayServer", "SQLiteStore", "GatewayBench",
+                "StageAuth", "StageID", "StagePersist", "StageFanout", "StageRateLimit", "StageWebhook", "StageWordFilter",
+                // new-stage: stage dependencies above this line
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -162,6 +180,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -189,5 +209,27 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .testTarget(
+            name: "StageRateLimitTests",
+            dependencies: ["StageRateLimit", "GatewayCore", "GatewayTesting"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "StageWebhookTests",
+            dependencies: [
+                "StageWebhook", "GatewayCore", "GatewayTesting",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "StageWordFilterTests",
+            dependencies: ["StageWordFilter", "GatewayCore", "GatewayTesting"],
+            swiftSettings: swiftSettings
+        ),
+        // new-stage: test targets above this line
     ]
 )

@@ -3,14 +3,20 @@ import StageAuth
 import StageFanout
 import StageID
 import StagePersist
+import StageRateLimit
+import StageWebhook
+import StageWordFilter
 
 /// Every stage kind this binary knows, sorted by kind. Add a custom stage's factory here.
 enum BuiltInStages {
     static let factories: [StageFactory] = [
         AuthStageFactory.factory,  // auth
+        WordFilterStage.factory,  // example.wordfilter
         FanoutStage.factory,  // fanout
         IDStage.factory,  // id
         PersistStage.factory,  // persist
+        RateLimitStage.factory,  // ratelimit
+        WebhookStage.factory,  // webhook
     ]
 
     static func registry() throws -> StageRegistry {

@@ -46,7 +46,8 @@ struct Serve: AsyncParsableCommand {
         do {
             bootstrap = try Bootstrap.make(configuration: configuration, configPath: config, logger: logger)
         } catch {
-            FileHandle.standardError.write(Data("\(config): error: \(error)\n".utf8))
+            let text = error is ConfigError ? "\(error)" : "\(config): error: \(error)"
+            FileHandle.standardError.write(Data((text + "\n").utf8))
             throw ExitCode(1)
         }
         let group = try bootstrap.serviceGroup(logger: logger, reloadSignal: .sighup)

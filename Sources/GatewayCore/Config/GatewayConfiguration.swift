@@ -345,8 +345,7 @@ public struct PipelineEntry: Decodable, Sendable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let kind = try c.decode(String.self, forKey: .stage)
         if let kinds = decoder.userInfo[.gatewayStageKinds] as? Set<String>, !kinds.contains(kind) {
-            let prefix = String(kind.prefix(2))
-            let suggestion = kinds.first { $0.hasPrefix(prefix) }.map { " (did you mean '\($0)'?)" } ?? ""
+            let suggestion = Self.closestKind(to: kind, among: kinds).map { " (did you mean '\($0)'?)" } ?? ""
             throw DecodingError.dataCorruptedError(
                 forKey: .stage, in: c, debugDescription: "unknown stage kind '\(kind)'\(suggestion); known: \(kinds.sorted().joined(separator: ", "))")
         }
@@ -361,6 +360,17 @@ public struct PipelineEntry: Decodable, Sendable {
             throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "settings need the gateway's config decoder"))
         }
         settings = try capturing.settingsSource(forKey: CodingKeys.settings.stringValue)
+    }
+
+    /// The known kind sharing the longest prefix with a misspelt one (at least two characters;
+    /// custom kinds share their owner prefix, so `acme.nocap` finds `acme.nocaps`).
+    static func closestKind(to kind: String, among kinds: Set<String>) -> String? {
+        var best: (kind: String, shared: Int)?
+        for candidate in kinds.sorted() {
+            let shared = zip(candidate, kind).prefix { $0 == $1 }.count
+            if shared >= 2, shared > (best?.shared ?? 0) { best = (candidate, shared) }
+        }
+        return best?.kind
     }
 }
 

@@ -68,7 +68,7 @@ public final class Pipeline: Sendable {
             var stageLogger = logger
             stageLogger[metadataKey: "gateway.stage"] = .string(item.name)
             let buildContext = StageBuildContext(
-                name: item.name, kind: item.stage, settings: item.settings, logger: stageLogger, clock: clock, stores: stores, node: node)
+                name: item.name, kind: item.stage, settings: item.settings, on: item.on, logger: stageLogger, clock: clock, stores: stores, node: node)
             let built: BuiltStage
             do {
                 built = try factory.make(buildContext)

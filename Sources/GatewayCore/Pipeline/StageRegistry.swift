@@ -13,16 +13,22 @@ public struct StageBuildContext: Sendable {
     public let name: String
     public let kind: String
     public let settings: any SettingsSource
+    /// The frame kinds the pipeline entry hands this stage (its `on:`, default `[send]`).
+    public let on: Set<FrameKind>
     public let logger: Logger
     public let clock: any GatewayClock
     public let stores: Stores
     /// Node-wide settings some stages need (the node's worker id for `id`).
     public let node: NodeSettings
 
-    public init(name: String, kind: String, settings: any SettingsSource, logger: Logger, clock: any GatewayClock, stores: Stores, node: NodeSettings) {
+    public init(
+        name: String, kind: String, settings: any SettingsSource, on: Set<FrameKind> = [.send], logger: Logger, clock: any GatewayClock,
+        stores: Stores, node: NodeSettings
+    ) {
         self.name = name
         self.kind = kind
         self.settings = settings
+        self.on = on
         self.logger = logger
         self.clock = clock
         self.stores = stores
