@@ -4,7 +4,7 @@ import GatewayCore
 ///
 /// | key | type | default | constraint |
 /// |---|---|---|---|
-/// | `fanout_on_read_above` | int | 1000 | >= 2: groups with more members are served fanout-on-read |
+/// | `fanout_on_read_above` | int | 1000 | >= 2: groups with more members are served fanout-on-read (docs/GROUPS.md); `limits.max_group_members` must allow such groups |
 public struct FanoutSettings: Codable, Sendable {
     public var fanoutOnReadAbove: Int
 

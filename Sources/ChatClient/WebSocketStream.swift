@@ -14,6 +14,8 @@ public final class WebSocketStream: Sendable {
     struct State {
         var events: [WebSocketEvent] = []
         var waiter: CheckedContinuation<WebSocketEvent?, Never>?
+        /// Which wait the current waiter is, so a timer left from an earlier wait never ends it.
+        var generation: UInt64 = 0
     }
 
     private let state = NIOLockedValueBox(State())
@@ -57,10 +59,11 @@ public final class WebSocketStream: Sendable {
     /// The next event, or `Timeout` after `timeout` seconds.
     public func next(timeout: Double = 10) async throws -> WebSocketEvent {
         let event: WebSocketEvent? = await withCheckedContinuation { continuation in
-            let ready: WebSocketEvent? = state.withLockedValue { state in
-                if !state.events.isEmpty { return state.events.removeFirst() }
+            let (ready, generation): (WebSocketEvent?, UInt64) = state.withLockedValue { state in
+                if !state.events.isEmpty { return (state.events.removeFirst(), 0) }
+                state.generation += 1
                 state.waiter = continuation
-                return nil
+                return (nil, state.generation)
             }
             if let ready {
                 continuation.resume(returning: ready)
@@ -69,8 +72,9 @@ public final class WebSocketStream: Sendable {
             let eventLoop = client.withLockedValue { $0?.channel.eventLoop } ?? MultiThreadedEventLoopGroup.singleton.next()
             eventLoop.scheduleTask(in: .milliseconds(Int64(timeout * 1000))) { [self] in
                 let waiter: CheckedContinuation<WebSocketEvent?, Never>? = self.state.withLockedValue { state in
-                    defer { state.waiter = nil }
-                    return state.waiter
+                    guard state.generation == generation, let waiter = state.waiter else { return nil }
+                    state.waiter = nil
+                    return waiter
                 }
                 waiter?.resume(returning: nil)
             }

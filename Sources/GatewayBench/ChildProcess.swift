@@ -95,15 +95,17 @@ final class ChildProcess: Sendable {
         kill(pid, signal)
     }
 
-    /// SIGTERM, then SIGKILL if it has not exited within `grace` seconds; returns once it has.
-    func stop(grace: Double = 10) async {
-        guard isRunning else { return }
+    /// SIGTERM, then SIGKILL if it has not exited within `grace` seconds; returns once it has,
+    /// and whether it had to be killed.
+    @discardableResult
+    func stop(grace: Double = 10) async -> Bool {
+        guard isRunning else { return false }
         signal(SIGTERM)
         await waitForExit(timeout: grace)
-        if isRunning {
-            signal(SIGKILL)
-            await waitForExit(timeout: 5)
-        }
+        guard isRunning else { return false }
+        signal(SIGKILL)
+        await waitForExit(timeout: 5)
+        return true
     }
 
     func waitForExit(timeout: Double) async {

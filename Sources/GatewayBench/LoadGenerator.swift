@@ -119,7 +119,7 @@ final class LoadGenerator {
         waitingForOpen = Set(indices)
         for index in indices { enqueue(index) }
         // A handshake the server never answers must not hang the run.
-        let seconds = Int64(max(30, indices.count / 100))
+        let seconds = Int64(max(30, indices.count / 40))
         let bound = NIOLoopBound(self, eventLoop: eventLoop)
         eventLoop.scheduleTask(in: .seconds(seconds)) {
             let generator = bound.value
@@ -155,7 +155,9 @@ final class LoadGenerator {
         connectsInFlight += 1
         let bound = NIOLoopBound(self, eventLoop: eventLoop)
         let index = client.index
-        ClientBootstrap(group: eventLoop)
+        var bootstrap = ClientBootstrap(group: eventLoop)
+        if let source = sourceAddress(for: index) { bootstrap = bootstrap.bind(to: source) }
+        bootstrap
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(10))
             .channelInitializer { channel in
@@ -173,6 +175,18 @@ final class LoadGenerator {
                 client.connection = nil
                 generator.attemptFailed(client, reason: "connect_failed")
             }
+    }
+
+    /// Clients per source address when the server is on loopback.
+    static let clientsPerSourceAddress = 1000
+
+    /// On loopback, clients come from 127.0.0.2, 127.0.0.3, … a thousand each, as users come from
+    /// many hosts: a per-address connection limit then does not cap the run, and each address
+    /// has its own ephemeral ports. Elsewhere the system picks the address.
+    private func sourceAddress(for index: Int) -> SocketAddress? {
+        guard plan.target.host == "127.0.0.1" || plan.target.host == "localhost" else { return nil }
+        let host = 2 + (index / Self.clientsPerSourceAddress) % 250
+        return try? SocketAddress(ipAddress: "127.0.0.\(host)", port: 0)
     }
 
     /// The upgrade request with the client's token.
@@ -204,7 +218,9 @@ final class LoadGenerator {
             let tries = (retries[client.index] ?? 0) + 1
             retries[client.index] = tries
             if tries >= 3 {
-                openPromise?.fail(BenchError("client \(client.user) could not connect to \(plan.target.host):\(plan.target.port) (\(reason), 3 tries)"))
+                let seen = errors.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+                openPromise?.fail(BenchError(
+                    "client \(client.user) could not connect to \(plan.target.host):\(plan.target.port) (\(reason), 3 tries; errors so far: \(seen))"))
                 openPromise = nil
             } else {
                 let bound = NIOLoopBound(self, eventLoop: eventLoop)

@@ -231,7 +231,7 @@ struct Scenarios: Sendable {
             let killedAt = MonotonicClock.nanos()
             log("restarting \(server.kind.label) with \(specs.count) clients connected")
             let onStopped: @Sendable () async -> Void = { _ = try? await generator.run { $0.startEpoch() } }
-            let restart: Double
+            let restart: (seconds: Double, killed: Bool)
             if case .baseline = server.kind {
                 restart = try await server.restartBaseline(onStopped: onStopped)
             } else {
@@ -273,7 +273,7 @@ struct Scenarios: Sendable {
             figures["connections"] = Double(specs.count)
             figures["handshakes_per_s"] = Double(specs.count) / connectSeconds
             figures["recovery_s"] = allBack.map { Double($0 - killedAt) / 1e9 }
-            figures["restart_s"] = restart
+            figures["restart_s"] = restart.seconds
             figures["acked"] = Double(loss.acked)
             figures["lost"] = Double(loss.lost)
             figures["unacked"] = Double(loss.unacked)
@@ -282,6 +282,9 @@ struct Scenarios: Sendable {
                 "storm: recovery_s runs from SIGTERM until every client has its hello from the new server and a complete sync; "
                     + "msgs_per_s and latencies cover that window and the drain after it"
             ]
+            if restart.killed {
+                notes.append("storm (\(server.kind.label)): the server had not exited 10 s after SIGTERM and was killed (SIGKILL)")
+            }
             if !synced { notes.append("storm (\(server.kind.label)): the final sync did not complete; lost may be overstated") }
             if allBack == nil { notes.append("storm (\(server.kind.label)): only \(back) of \(specs.count) clients were back after 120 s") }
             if let capNote { notes.append(capNote) }

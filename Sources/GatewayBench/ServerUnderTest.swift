@@ -91,12 +91,13 @@ final class ServerUnderTest: Sendable {
         }
     }
 
-    /// Stops the server (SIGTERM, then SIGKILL) and, when `start` is set, starts it again on the
-    /// same port and data directory. Returns the seconds from the signal until it listens again.
-    func restart(onStopped: @Sendable () async -> Void) async throws -> Double {
+    /// Stops the server (SIGTERM, then SIGKILL after 10 s) and starts it again on the same port
+    /// and data directory. Returns the seconds from the signal until it listens again, and
+    /// whether it had to be killed.
+    func restart(onStopped: @Sendable () async -> Void) async throws -> (seconds: Double, killed: Bool) {
         guard let child, let directory else { throw BenchError("\(kind.label) cannot be restarted") }
         let start = MonotonicClock.nanos()
-        await child.stop()
+        let killed = await child.stop()
         await onStopped()
         let next: ChildProcess
         switch kind {
@@ -106,20 +107,20 @@ final class ServerUnderTest: Sendable {
             throw BenchError("\(kind.label) cannot be restarted")
         }
         state.replace(child: next)
-        return Double(MonotonicClock.nanos() - start) / 1e9
+        return (Double(MonotonicClock.nanos() - start) / 1e9, killed)
     }
 
     /// Restarts the baseline on its port (it keeps nothing, so there is no data to reuse).
-    func restartBaseline(onStopped: @Sendable () async -> Void) async throws -> Double {
+    func restartBaseline(onStopped: @Sendable () async -> Void) async throws -> (seconds: Double, killed: Bool) {
         guard let child else { throw BenchError("\(kind.label) cannot be restarted") }
         let start = MonotonicClock.nanos()
-        await child.stop()
+        let killed = await child.stop()
         await onStopped()
         let next = try ChildProcess.launch(
             binary: binary, arguments: ["bench", "--serve-baseline", "--port", String(target.port)], cpu: cpu, ready: Self.baselinePort)
         _ = try await next.waitUntilListening(timeout: 30)
         state.replace(child: next)
-        return Double(MonotonicClock.nanos() - start) / 1e9
+        return (Double(MonotonicClock.nanos() - start) / 1e9, killed)
     }
 
     /// Stops the child and removes its data.

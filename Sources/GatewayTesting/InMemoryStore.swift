@@ -2,7 +2,8 @@ import GatewayCore
 import Synchronization
 
 /// A `MessageStore` and `GroupStore` in memory, with the same semantics as the real backends
-/// (contiguous seqs, dedupe by sender and `client_msg_id`, all-or-nothing batches). For stage
+/// (contiguous seqs, dedupe by sender and `client_msg_id`, all-or-nothing batches, fanout-on-read
+/// materialized on read as docs/GROUPS.md describes). For stage
 /// tests that need stores without a file; the gateway's own end-to-end tests use SQLite.
 public final class InMemoryStore: MessageStore, GroupStore, ReceiptStore, Sendable {
     struct State {

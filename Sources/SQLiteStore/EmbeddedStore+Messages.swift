@@ -14,9 +14,10 @@ extension EmbeddedStore {
 
     /// Writes `batch` inside the caller's transaction; see `MessageStore.commit`.
     ///
-    /// Per message: the dedupe lookup, then for each inbox the next seq from `inbox_heads` and
-    /// the inbox row, then the message row carrying the sender's seq (so a later duplicate can
-    /// answer with it). Every statement is a cached prepared statement.
+    /// Per message: the dedupe lookup, then for each inbox the next seq and the inbox row, then
+    /// the message row carrying the sender's seq (so a later duplicate can answer with it).
+    /// Every statement is a cached prepared statement. Seqs come from a `HeadCounter`: at most two
+    /// statements on `inbox_heads` per user per batch, however many entries the user gets.
     ///
     /// A group message meets fanout-on-read (docs/GROUPS.md) only when the group has
     /// fanout-on-read messages (one index probe otherwise): an entry must never land ahead of
@@ -24,11 +25,7 @@ extension EmbeddedStore {
     /// are materialized first (`chunk` at a time), and other members who have some waiting are
     /// held back and get this message by fanout-on-read too, in order.
     static func commit(_ batch: [PendingMessage], chunk: Int = 10_000, in db: Database) throws -> [CommitOutcome] {
-        let nextSeq = try db.cachedStatement(sql: """
-            INSERT INTO inbox_heads(user, seq) VALUES (?, 1)
-            ON CONFLICT(user) DO UPDATE SET seq = seq + 1
-            RETURNING seq
-            """)
+        var heads = HeadCounter()
         let insertEntry = try db.cachedStatement(sql: "INSERT INTO inbox(user, seq, message_id) VALUES (?, ?, ?)")
         let insertMessage = try db.cachedStatement(sql: """
             INSERT INTO messages(id, conversation, sender, to_kind, to_id, client_msg_id, ts, body, attachments, sender_seq, fanout_on_read)
@@ -54,6 +51,8 @@ extension EmbeddedStore {
                     held.remove(message.from)
                 }
                 if pending.inboxes.contains(message.from) {
+                    // Materialization reads and writes `inbox_heads` itself.
+                    try heads.store(message.from, in: db)
                     try materializeAll(user: message.from, group: group, chunk: chunk, in: db)
                 }
                 if !held.isEmpty { fanoutOnRead = true }
@@ -62,9 +61,7 @@ extension EmbeddedStore {
             seqs.reserveCapacity(pending.inboxes.count)
             var senderSeq: Int64 = 0
             for user in pending.inboxes where !held.contains(user) {
-                guard let seq = try Int64.fetchOne(nextSeq, arguments: [user]) else {
-                    throw DatabaseError(resultCode: .SQLITE_INTERNAL, message: "inbox_heads upsert returned no seq")
-                }
+                let seq = try heads.next(user, in: db)
                 try insertEntry.execute(arguments: [user, seq, id])
                 seqs.append(InboxSeq(user: user, seq: seq))
                 if user == message.from { senderSeq = seq }
@@ -88,6 +85,7 @@ extension EmbeddedStore {
             storedEntries += Int64(seqs.count)
             outcomes.append(.stored(message, seqs: seqs))
         }
+        try heads.storeAll(in: db)
         if storedMessages > 0 {
             let count = try db.cachedStatement(sql: """
                 UPDATE counters SET messages = messages + ?, inbox_entries = inbox_entries + ? WHERE id = 1
@@ -128,5 +126,50 @@ extension EmbeddedStore {
             body: try row.withUnsafeData(atIndex: index + 6) { data in data.map { [UInt8]($0) } ?? [] },
             attachments: try row.withUnsafeData(atIndex: index + 7) { data in data.map { [UInt8]($0) } }
         )
+    }
+}
+
+/// Inbox heads as one commit batch hands out seqs. A user's first entry of the batch takes its
+/// seq with one upsert (`seq + 1 … RETURNING`, as many 1:1 messages need); the following ones
+/// are counted in memory and written back once, at the end or before something else reads the
+/// table. Holds at most the distinct recipients of one batch, which the committer's `maxBatch`
+/// and the group size bound.
+struct HeadCounter {
+    /// Per user: the head handed out last, and whether the table is behind it.
+    private var heads: [String: (seq: Int64, unsaved: Bool)] = [:]
+
+    /// `user`'s next seq.
+    mutating func next(_ user: String, in db: Database) throws -> Int64 {
+        if let known = heads[user] {
+            heads[user] = (known.seq + 1, true)
+            return known.seq + 1
+        }
+        let take = try db.cachedStatement(sql: """
+            INSERT INTO inbox_heads(user, seq) VALUES (?, 1)
+            ON CONFLICT(user) DO UPDATE SET seq = seq + 1
+            RETURNING seq
+            """)
+        guard let seq = try Int64.fetchOne(take, arguments: [user]) else {
+            throw DatabaseError(resultCode: .SQLITE_INTERNAL, message: "inbox_heads upsert returned no seq")
+        }
+        heads[user] = (seq, false)
+        return seq
+    }
+
+    /// Brings `user`'s row up to date and forgets it (the next use reads the table again).
+    mutating func store(_ user: String, in db: Database) throws {
+        guard let head = heads.removeValue(forKey: user), head.unsaved else { return }
+        try Self.write(user, head.seq, in: db)
+    }
+
+    /// Brings every row up to date.
+    mutating func storeAll(in db: Database) throws {
+        for (user, head) in heads where head.unsaved { try Self.write(user, head.seq, in: db) }
+        heads = [:]
+    }
+
+    private static func write(_ user: String, _ seq: Int64, in db: Database) throws {
+        let set = try db.cachedStatement(sql: "UPDATE inbox_heads SET seq = ? WHERE user = ?")
+        try set.execute(arguments: [seq, user])
     }
 }

@@ -66,16 +66,28 @@ final class ChildGateway: @unchecked Sendable {
 
     var output: String { lock.withLock { log } }
 
-    func kill9() {
+    func kill9() async {
         kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        await waitForExit()
     }
 
     /// SIGTERM and wait: the graceful path.
-    func terminate() -> Int32 {
+    func terminate() async -> Int32 {
         process.terminate()
-        process.waitUntilExit()
+        await waitForExit()
         return process.terminationStatus
+    }
+
+    /// Waits on a thread of its own: blocking one of the few cooperative-pool threads would
+    /// stall every in-process gateway of the tests running alongside.
+    private func waitForExit() async {
+        let process = self.process
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            Thread {
+                process.waitUntilExit()
+                continuation.resume()
+            }.start()
+        }
     }
 
     struct ChildError: Error, CustomStringConvertible {

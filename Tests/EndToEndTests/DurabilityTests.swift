@@ -137,7 +137,7 @@ struct DurabilityTests {
                     if total >= killAfter { break }
                     try? await Task.sleep(for: .milliseconds(2))
                 }
-                firstServer.kill9()
+                await firstServer.kill9()
             }
         }
         var ackedBefore: [String: String] = [:]
@@ -205,6 +205,7 @@ struct DurabilityTests {
         #expect(torn == 0)
         #expect(order == 0)
         #expect(gaps == 0)
-        #expect(server.terminate() == 0, "graceful shutdown after SIGTERM: \(server.output.suffix(500))")
+        let status = await server.terminate()
+        #expect(status == 0, "graceful shutdown after SIGTERM: \(server.output.suffix(500))")
     }
 }

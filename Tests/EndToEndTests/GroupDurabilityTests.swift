@@ -124,7 +124,7 @@ struct GroupDurabilityTests {
                     // Polls the ledgers (not a synchronization sleep): the kill lands mid-stream.
                     try? await Task.sleep(for: .milliseconds(2))
                 }
-                firstServer.kill9()
+                await firstServer.kill9()
             }
         }
         var ackedBefore: [String: String] = [:]
@@ -167,6 +167,7 @@ struct GroupDurabilityTests {
         #expect(atEnd.gaps == 0)
         #expect(atEnd.order == 0)
         #expect(atEnd.unexpected == 0)
-        #expect(server.terminate() == 0, "graceful shutdown after SIGTERM: \(server.output.suffix(500))")
+        let status = await server.terminate()
+        #expect(status == 0, "graceful shutdown after SIGTERM: \(server.output.suffix(500))")
     }
 }

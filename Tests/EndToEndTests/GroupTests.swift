@@ -49,7 +49,7 @@ struct GroupTests {
     static func receive(_ stream: WebSocketStream, count: Int) async throws -> Seen {
         var seen = Seen()
         while seen.ids.count < count {
-            let frame = try await stream.nextFrame(timeout: 30)
+            let frame = try await stream.steadyFrame(timeout: 30)
             switch frame["type"]?.stringValue {
             case "message": seen.messages.append(frame)
             case "ack": seen.acks.append(frame)
@@ -78,7 +78,7 @@ struct GroupTests {
         var all: [JSONObject] = []
         while true {
             stream.send(["type": "sync", "since": .int(since), "limit": 50, "ref": .string("s\(since)")])
-            let reply = try #require(try await stream.frames(until: "sync").last)
+            let reply = try #require(try await stream.steadyFrames(until: "sync").last)
             all += (reply["messages"]?.arrayValue ?? []).compactMap(\.objectValue)
             since = reply["next"]?.int64Value ?? since
             if reply["more"] != true { return all }
@@ -191,7 +191,7 @@ struct GroupTests {
 
         // History agrees: the group, newest first.
         websockets["u3"]!.send(["type": "history", "with": ["group": "g_team"], "limit": 500])
-        let history = try await websockets["u3"]!.nextFrame()
+        let history = try await websockets["u3"]!.steadyFrame()
         #expect(history["messages"]?.arrayValue?.compactMap { $0["id"]?.stringValue } == orders.first?.reversed())
         for stream in websockets.values { stream.close() }
         await gateway.stop()
@@ -209,7 +209,7 @@ struct GroupTests {
             for n in range { u0.send(sendFrame(to: .group("g_team"), body: .int(n), id: "m\(n)")) }
             var ids: [String] = []
             for _ in range {
-                let ack = try await u0.nextFrame()
+                let ack = try await u0.steadyFrame()
                 #expect(ack["type"]?.stringValue == "ack")
                 ids.append(try #require(ack["id"]?.stringValue))
             }
@@ -217,7 +217,7 @@ struct GroupTests {
         }
         // 5 messages while online: seen live, then synced (cur_max_seq = 5).
         let first = try await send(0..<5)
-        for id in first { #expect(try await u3.nextFrame()["id"]?.stringValue == id) }
+        for id in first { #expect(try await u3.steadyFrame()["id"]?.stringValue == id) }
         #expect(try await Self.sync(u3).count == 5)
         u3.close()
 
@@ -253,10 +253,10 @@ struct GroupTests {
         // A non-member cannot send, read the history or see the group.
         let (eve, _) = try await gateway.connect("eve")
         eve.send(sendFrame(to: .group("g_team"), body: "hi", id: "e1", ref: "s"))
-        let refused = try await eve.nextFrame()
+        let refused = try await eve.steadyFrame()
         #expect(refused["type"]?.stringValue == "error" && refused["code"]?.stringValue == "forbidden" && refused["ref"]?.stringValue == "s")
         eve.send(["type": "history", "with": ["group": "g_team"], "ref": "h"])
-        #expect(try await eve.nextFrame()["code"]?.stringValue == "forbidden")
+        #expect(try await eve.steadyFrame()["code"]?.stringValue == "forbidden")
         let restHistory = try await gateway.request(.GET, "/v1/conversations/group:g_team/messages", token: outsider)
         #expect(restHistory.status == 403)
         #expect(restHistory.json?["error"]?["code"]?.stringValue == "forbidden")
@@ -280,18 +280,18 @@ struct GroupTests {
         let (u0, _) = try await gateway.connect("u0")
         let (u3, _) = try await gateway.connect("u3")
         u0.send(sendFrame(to: .group("g_team"), body: "before", id: "b1"))
-        let before = try #require(try await u0.nextFrame()["id"]?.stringValue)
-        #expect(try await u3.nextFrame()["id"]?.stringValue == before)
+        let before = try #require(try await u0.steadyFrame()["id"]?.stringValue)
+        #expect(try await u3.steadyFrame()["id"]?.stringValue == before)
         let removed = try await gateway.request(.POST, "/v1/groups/g_team/members", token: owner, body: #"{"remove":["u3"],"add":["eve"]}"#)
         #expect(removed.status == 200)
         #expect(removed.json?["members"]?.arrayValue?.compactMap(\.stringValue) == ["u0", "u1", "u2", "eve"])
         u0.send(sendFrame(to: .group("g_team"), body: "after", id: "a1"))
-        let after = try #require(try await u0.nextFrame()["id"]?.stringValue)
+        let after = try #require(try await u0.steadyFrame()["id"]?.stringValue)
         // A 1:1 marker sent after it: live delivery to a session is in commit order, so had u3
         // received the group message, it would come before the marker.
         u0.send(sendFrame(to: .user("u3"), body: "marker", id: "k1"))
-        _ = try await u0.nextFrame()
-        let next = try await u3.nextFrame()
+        _ = try await u0.steadyFrame()
+        let next = try await u3.steadyFrame()
         #expect(next["body"] == "marker", "removed member received \(next)")
         let inbox = try await Self.sync(u3)
         let inboxIDs = inbox.compactMap { $0["id"]?.stringValue }
@@ -299,7 +299,7 @@ struct GroupTests {
         #expect(!inboxIDs.contains(after))
         #expect(inbox.map { $0["seq"]?.int64Value } == [1, 2])
         u3.send(sendFrame(to: .group("g_team"), body: "still here?", id: "u3-1"))
-        #expect(try await u3.nextFrame()["code"]?.stringValue == "forbidden")
+        #expect(try await u3.steadyFrame()["code"]?.stringValue == "forbidden")
         #expect(try await gateway.request(.GET, "/v1/groups/g_team", token: try await gateway.token("u3")).status == 404)
 
         // eve, added later, starts at the newest message: "after", not "before".
@@ -307,5 +307,32 @@ struct GroupTests {
         #expect(eveInbox.compactMap { $0["id"]?.stringValue } == [after])
         for stream in [eve, u0, u3] { stream.close() }
         await gateway.stop()
+    }
+}
+
+extension WebSocketStream {
+    /// `nextFrame`, except that a timeout reported before `timeout` seconds have passed is
+    /// retried: `next(timeout:)` leaves each call's timer armed after an event arrived, and such
+    /// a stale timer (of the handshake's wait, say) fails whatever wait is current when it fires,
+    /// which happens when a loaded machine makes a test outlast it.
+    func steadyFrame(timeout: Double = 30) async throws -> JSONObject {
+        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            do {
+                return try await nextFrame(timeout: max(0.01, deadline.timeIntervalSinceNow))
+            } catch let error as Timeout where error.description.hasPrefix("no WebSocket event") && Date() < deadline {
+                continue
+            }
+        }
+    }
+
+    /// `frames(until:)` on `steadyFrame`.
+    func steadyFrames(until type: String, timeout: Double = 30) async throws -> [JSONObject] {
+        var seen: [JSONObject] = []
+        while true {
+            let frame = try await steadyFrame(timeout: timeout)
+            seen.append(frame)
+            if frame["type"]?.stringValue == type { return seen }
+        }
     }
 }

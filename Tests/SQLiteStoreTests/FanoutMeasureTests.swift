@@ -6,7 +6,7 @@ import Testing
 /// Store-level cost of write fanout against fanout-on-read for a 100-member group. Runs only
 /// with `CHATGATE_MEASURE=1` (figures from a debug build overstate the Swift side); the figures
 /// go to standard error and are not asserted, only the end state is.
-@Suite("Fanout measurement", .enabled(if: ProcessInfo.processInfo.environment["CHATGATE_MEASURE"] == "1"))
+@Suite("Fanout measurement", .serialized, .enabled(if: ProcessInfo.processInfo.environment["CHATGATE_MEASURE"] == "1"))
 struct FanoutMeasureTests {
     static let memberCount = 100
     static let messageCount = 4000
