@@ -8,7 +8,7 @@ import Testing
 struct PresenceTests {
     static let presenceYAML = "presence: { heartbeat_ms: 50, offline_after_ms: 5000, grace_ms: 300, visibility: shared, fanout_max_group: 3 }"
     /// Short enough that a silent client is closed quickly; the watching client keeps a heartbeat.
-    static let heartbeatYAML = "presence: { heartbeat_ms: 50, offline_after_ms: 1000, grace_ms: 300, visibility: shared, fanout_max_group: 3 }"
+    static let heartbeatYAML = "presence: { heartbeat_ms: 50, offline_after_ms: 3000, grace_ms: 300, visibility: shared, fanout_max_group: 3 }"
 
     /// alice and bob share a 1:1 conversation, so each may see the other (sent over REST, so
     /// alice never had a live session).

@@ -239,7 +239,9 @@ struct WebhookStageTests {
 
     @Test func shutdownLetsCallsInFlightFinishThenRefusesNewOnes() async throws {
         let server = try await WebhookTestServer.start { _ in .init(body: #"{"action":"continue","body":"late but fine"}"#, delayMs: 300) }
-        let stage = try #require(try harness.build(WebhookStage.factory, settings: #"{"url": "\#(server.url)"}"#) as? WebhookStage)
+        // A generous timeout: this test is about shutdown, not about slow answers.
+        let stage = try #require(
+            try harness.build(WebhookStage.factory, settings: #"{"url": "\#(server.url)", "timeout_ms": 20000}"#) as? WebhookStage)
         let group = ServiceGroup(services: stage.services, logger: harness.logger)
         let runner = Task { try await group.run() }
         async let inFlight = send(stage)
