@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Runs every test: unit, stage, transport and end-to-end (real sockets, real SQLite files,
-# the real executable as a child process, the admin dashboard in headless Chromium).
+# the real executable as a child process, the admin dashboard in headless Chromium), then
+# follows docs/STAGES.md as a new user would (scripts/check-stage-docs.sh).
 # Installs what it needs first (system libraries, Chromium, Selenium, prometheus_client).
+# Arguments go to `swift test` (e.g. --filter ChatTests) and skip the guide check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/setup-browser.sh
 swift build --build-tests
 swift test --skip-build "$@"
+if (($# == 0)); then
+  scripts/check-stage-docs.sh
+fi
