@@ -2,7 +2,7 @@
 # Installs what building ChatGateway needs on a fresh Debian machine (Swift itself must be on
 # PATH). Safe to run again: it installs only what is missing.
 set -euo pipefail
-packages=(libsqlite3-dev zlib1g-dev libzstd-dev openssl)
+packages=(libsqlite3-dev zlib1g-dev libzstd-dev openssl curl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
