@@ -6,6 +6,7 @@ extension BenchScenario: ExpressibleByArgument {}
 /// `chatgate bench SCENARIO [options]`: measures the gateway and a raw WebSocket relay baseline
 /// under the same load, in one invocation, and prints both with their ratio.
 public struct BenchCommand: AsyncParsableCommand {
+    /// `bench`, with the scenarios and their defaults in the help.
     public static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Load-test the gateway against a raw WebSocket relay baseline (use a release build).",
@@ -105,6 +106,7 @@ public struct BenchCommand: AsyncParsableCommand {
         return p
     }
 
+    /// Refuses bad or inapplicable options before anything starts.
     public func validate() throws {
         if serveBaseline {
             guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535 (was \(port))") }
@@ -117,6 +119,7 @@ public struct BenchCommand: AsyncParsableCommand {
         }
     }
 
+    /// Runs the scenario and prints the report (or serves the baseline, for `--serve-baseline`).
     public func run() async throws {
         if serveBaseline {
             try await BaselineServer.run(port: port)

@@ -21,6 +21,7 @@ public enum BenchScenario: String, CaseIterable, Sendable {
 /// Options a scenario does not use are refused rather than ignored, so a figure is never
 /// published with a setting that silently did nothing.
 public struct BenchParameters: Sendable, Equatable {
+    /// The workload.
     public var scenario: BenchScenario
     /// Measured seconds.
     public var duration: Double = 10
@@ -57,16 +58,22 @@ public struct BenchParameters: Sendable, Equatable {
     /// Progress lines on stderr.
     public var verbose = true
 
+    /// The defaults of `scenario`, which match the peers' workloads.
     public init(scenario: BenchScenario) {
         self.scenario = scenario
     }
 
     // MARK: Effective values
 
+    /// `pairs`, or its default.
     public var effectivePairs: Int { pairs ?? 100 }
+    /// `window`, or its default.
     public var effectiveWindow: Int { window ?? 10 }
+    /// `groups`, or its default.
     public var effectiveGroups: Int { groups ?? 10 }
+    /// `groupSize`, or its default.
     public var effectiveGroupSize: Int { groupSize ?? 20 }
+    /// `connections` as asked, or its default (the run caps it by the open-files limit).
     public var effectiveConnections: Int { connections ?? 10_000 }
     /// `storm` always sends at a fixed rate: a light load that is in flight when the gateway dies.
     public var effectiveRate: Double? { scenario == .storm ? (rate ?? 1_000) : rate }
@@ -137,12 +144,15 @@ public struct BenchParameters: Sendable, Equatable {
 
 /// A bench failure with a message for the terminal.
 public struct BenchError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// What went wrong, for the terminal.
     public let message: String
 
+    /// An error with `message`.
     public init(_ message: String) {
         self.message = message
     }
 
+    /// The message.
     public var description: String { message }
 }
 

@@ -4,8 +4,11 @@ import GatewayCore
 /// The outcome of `chatgate bench`: the gateway's figures, the baseline's from the same
 /// invocation, and their ratio; printed as a table and written as JSON.
 public struct BenchReport: Sendable {
+    /// The workload measured.
     public var scenario: BenchScenario
+    /// When the run ended.
     public var date: Date
+    /// Where it ran.
     public var machine: MachineInfo
     /// Whether server and generator were pinned to separate cores.
     public var pinned: Bool
@@ -13,6 +16,7 @@ public struct BenchReport: Sendable {
     public var config: JSONObject
     /// Medians over the runs.
     public var gateway: Figures
+    /// The raw relay baseline's medians (nil with `--no-baseline`).
     public var baseline: Figures?
     /// More servers measured in the same run (`durable`: `gateway_relaxed`).
     public var others: [(key: String, label: String, figures: Figures)] = []
@@ -20,6 +24,7 @@ public struct BenchReport: Sendable {
     public var runs: [(gateway: Figures, baseline: Figures?)] = []
     /// Errors seen (error frame codes, refused handshakes, unexpected closes) per server.
     public var errors: [String: [String: Int]] = [:]
+    /// How to read some figures, and what happened (caps, kills).
     public var notes: [String] = []
 
     /// Gateway over baseline delivered msgs/s; for `idle`, baseline over gateway RSS per connection

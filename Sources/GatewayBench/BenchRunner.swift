@@ -6,12 +6,16 @@ import NIOPosix
 /// Runs a scenario against the gateway and then against the raw relay baseline, `runs` times,
 /// and reports the medians.
 public struct BenchRunner: Sendable {
+    /// What to run (validated again by `run`).
     public let parameters: BenchParameters
 
+    /// A runner for `parameters`.
     public init(parameters: BenchParameters) {
         self.parameters = parameters
     }
 
+    /// Measures every server `runs` times and reports the medians; throws `BenchError` when a
+    /// server or the load cannot start.
     public func run() async throws -> BenchReport {
         try parameters.validate()
         let machine = MachineInfo.current()
@@ -140,13 +144,13 @@ public struct BenchRunner: Sendable {
     /// Pins every thread of this process (and so the threads it starts later) to `cpu`.
     static func pinSelf(cpu: Int) throws {
         guard let taskset = ChildProcess.findExecutable("taskset") else { throw BenchError("taskset is not installed") }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: taskset)
-        process.arguments = ["-a", "-p", "-c", String(cpu), String(ProcessInfo.processInfo.processIdentifier)]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw BenchError("taskset could not pin the generator to CPU \(cpu)") }
+        let (pid, output) = try ChildProcess.spawn(
+            [taskset, "-a", "-p", "-c", String(cpu), String(getpid())], environment: ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" })
+        var byte: UInt8 = 0
+        while read(output, &byte, 1) > 0 {}
+        close(output)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+        guard status == 0 else { throw BenchError("taskset could not pin the generator to CPU \(cpu)") }
     }
 }

@@ -15,59 +15,76 @@ final class ChildProcess: Sendable {
     let pid: Int32
     let description: String
     private let output: ChildOutput
-    /// Guards the `Process` object, which Foundation does not declare `Sendable`.
-    private let process: Mutex<Process>
 
-    private init(pid: Int32, description: String, process: Process, output: ChildOutput) {
+    private init(pid: Int32, description: String, output: ChildOutput) {
         self.pid = pid
         self.description = description
-        self.process = Mutex(process)
         self.output = output
     }
 
     /// Starts `binary arguments…`, pinned to `cpu` with `taskset` when given; `ready` reads the
     /// ports from the line that says the server listens.
+    ///
+    /// It uses `posix_spawn` rather than Foundation's `Process`: the bench restarts the server
+    /// while it holds 10,000+ sockets, and `Process.run()` was seen to crash in that state
+    /// (a `memcpy` inside it, with thousands of descriptors open).
     static func launch(
         binary: String, arguments: [String], cpu: Int?, environment: [String: String] = [:],
         ready: @escaping @Sendable (String) -> (public: Int, admin: Int?)?
     ) throws -> ChildProcess {
-        let process = Process()
-        if let cpu, let taskset = findExecutable("taskset") {
-            process.executableURL = URL(fileURLWithPath: taskset)
-            process.arguments = ["-c", String(cpu), binary] + arguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: binary)
-            process.arguments = arguments
-        }
+        var argv = [binary] + arguments
+        if let cpu, let taskset = findExecutable("taskset") { argv = [taskset, "-c", String(cpu)] + argv }
         var env = ProcessInfo.processInfo.environment
         for (key, value) in environment { env[key] = value }
-        process.environment = env
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        process.standardInput = FileHandle.nullDevice
         let output = ChildOutput(ready: ready)
-        process.terminationHandler = { _ in output.markExited() }
-        do {
-            try process.run()
-        } catch {
-            throw BenchError("cannot start \(binary): \(error)")
-        }
-        try? pipe.fileHandleForWriting.close()
-        let child = ChildProcess(
-            pid: process.processIdentifier, description: ([binary] + arguments).joined(separator: " "), process: process, output: output)
-        let reader = pipe.fileHandleForReading
-        let fd = reader.fileDescriptor
+        let (pid, readEnd) = try spawn(argv, environment: env.map { "\($0.key)=\($0.value)" })
+        let child = ChildProcess(pid: pid, description: ([binary] + arguments).joined(separator: " "), output: output)
         Thread.detachNewThread {
             var chunk = [UInt8](repeating: 0, count: 16_384)
             while true {
-                let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                let count = chunk.withUnsafeMutableBytes { read(readEnd, $0.baseAddress, $0.count) }
+                if count < 0, errno == EINTR { continue }
                 if count <= 0 { break }
                 output.append(chunk[0..<count])
             }
-            try? reader.close()
+            close(readEnd)
+        }
+        Thread.detachNewThread {
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+            output.markExited()
         }
         return child
+    }
+
+    /// `posix_spawn` with stdin from /dev/null and stdout and stderr into a new pipe; returns
+    /// the pid and the pipe's read end.
+    static func spawn(_ argv: [String], environment: [String]) throws -> (pid_t, Int32) {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { throw BenchError("pipe failed: errno \(errno)") }
+        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
+        _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
+        // The bench's other descriptors (NIO's sockets, these pipes) are close-on-exec.
+        let cArgs = argv.map { strdup($0) } + [nil]
+        let cEnv = environment.map { strdup($0) } + [nil]
+        defer {
+            for pointer in cArgs { free(pointer) }
+            for pointer in cEnv { free(pointer) }
+        }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, argv[0], &actions, nil, cArgs, cEnv)
+        close(fds[1])
+        guard result == 0 else {
+            close(fds[0])
+            throw BenchError("cannot start \(argv[0]): \(String(cString: strerror(result)))")
+        }
+        return (pid, fds[0])
     }
 
     /// Waits for the line that says the server listens; throws with its last output when it

@@ -1,14 +1,17 @@
 /// The measured figures of one server in one run, by report key (`msgs_per_s`, `p99_us`, …),
 /// in the order they were set. A missing figure is nil and reads `-` in the table.
 public struct Figures: Sendable, Equatable {
+    /// The figures in the order they were set.
     public private(set) var entries: [(key: String, value: Double?)] = []
 
     public init() {}
 
+    /// Figures from (key, value) pairs, in order.
     public init(_ entries: [(String, Double?)]) {
         for (key, value) in entries { self[key] = value }
     }
 
+    /// A figure by key (nil when missing); setting nil keeps the key with no value.
     public subscript(key: String) -> Double? {
         get { entries.first { $0.key == key }?.value ?? nil }
         set {
@@ -20,6 +23,7 @@ public struct Figures: Sendable, Equatable {
         }
     }
 
+    /// The keys in order.
     public var keys: [String] { entries.map(\.key) }
 
     /// Sets `p50_us`, `p99_us`, `p999_us` (with `prefix`) from a histogram.
@@ -50,6 +54,7 @@ public struct Figures: Sendable, Equatable {
         return result
     }
 
+    /// Same keys, in the same order, with the same values.
     public static func == (lhs: Figures, rhs: Figures) -> Bool {
         lhs.entries.count == rhs.entries.count && zip(lhs.entries, rhs.entries).allSatisfy { $0.key == $1.key && $0.value == $1.value }
     }

@@ -16,6 +16,7 @@ public struct LatencyHistogram: Sendable, Equatable {
 
     public init() {}
 
+    /// Values recorded.
     public var count: UInt64 { histogram.totalCount }
 
     /// Records one latency.
@@ -44,16 +45,22 @@ public struct LatencyHistogram: Sendable, Equatable {
         count == 0 ? nil : histogram.valueAtPercentile(percentile)
     }
 
+    /// The median (µs).
     public var p50: UInt64? { percentile(50) }
+    /// The 99th percentile (µs).
     public var p99: UInt64? { percentile(99) }
+    /// The 99.9th percentile (µs).
     public var p999: UInt64? { percentile(99.9) }
+    /// The largest value (µs, to the histogram's precision).
     public var max: UInt64? { count == 0 ? nil : histogram.max }
 
+    /// Forgets every value.
     public mutating func reset() {
         histogram.reset()
         clamped = 0
     }
 
+    /// Same count, clamped count and percentiles.
     public static func == (lhs: LatencyHistogram, rhs: LatencyHistogram) -> Bool {
         lhs.count == rhs.count && lhs.clamped == rhs.clamped && lhs.p50 == rhs.p50 && lhs.p99 == rhs.p99 && lhs.p999 == rhs.p999
             && lhs.max == rhs.max

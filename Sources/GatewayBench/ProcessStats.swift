@@ -57,7 +57,9 @@ struct ProcessSample: Sendable, Equatable {
 
 /// The machine a run happened on, for the report.
 public struct MachineInfo: Sendable, Equatable {
+    /// Processors this process may run on.
     public var cores: Int
+    /// `model name` from /proc/cpuinfo.
     public var model: String
 
     static func current() -> MachineInfo {

@@ -29,6 +29,8 @@ final class WebSocketConnection: SessionConnection, Sendable {
     let handler: NIOLoopBound<WebSocketSessionHandler>
     let remoteAddress: String?
     let logger: Logger
+    /// Where frames for the client wait for the event loop.
+    let outbox: LoopOutbox
     /// Guards the inbound queue, the session and the pre-hello buffer.
     private let inbound = Mutex(Inbound())
     /// Frames on their way to the event loop.
@@ -46,6 +48,7 @@ final class WebSocketConnection: SessionConnection, Sendable {
         self.handler = handler
         self.remoteAddress = remoteAddress
         self.logger = logger
+        self.outbox = LoopOutbox.of(channel.eventLoop)
     }
 
     var session: Session? { inbound.withLock { $0.session } }
@@ -73,18 +76,19 @@ final class WebSocketConnection: SessionConnection, Sendable {
             return false
         }
         gateway.stats.framesOut.wrappingIncrement(ordering: .relaxed)
-        let handler = self.handler
-        let inTransit = self.inTransit
-        if channel.eventLoop.inEventLoop {
-            inTransit.wrappingDecrement(ordering: .relaxed)
-            handler.value.writeText(frame)
-        } else {
-            channel.eventLoop.execute {
-                inTransit.wrappingDecrement(ordering: .relaxed)
-                handler.value.writeText(frame)
-            }
-        }
+        outbox.post(frame, to: self)
         return true
+    }
+
+    /// Writes a frame `LoopOutbox` brought to the event loop (flushed by `flushOnLoop`).
+    func writeOnLoop(_ frame: ByteBuffer) {
+        inTransit.wrappingDecrement(ordering: .relaxed)
+        handler.value.writeText(frame, flush: false)
+    }
+
+    /// Flushes what `writeOnLoop` wrote (once per drain, however many frames it wrote).
+    func flushOnLoop() {
+        handler.value.flushIfNeeded()
     }
 
     func close(code: CloseCode, reason: String) {

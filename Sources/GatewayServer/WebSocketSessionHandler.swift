@@ -30,6 +30,8 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var fragmentOpcode: WebSocketOpcode = .text
     private var backlog = CircularBuffer<ByteBuffer>()
     private var flushScheduled = false
+    /// Written with `flush: false` and not flushed yet.
+    private var unflushed = false
     private var readPaused = false
     private var readPending = false
     private var closing = false
@@ -229,11 +231,14 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
         context.write(data, promise: promise)
     }
 
-    func writeText(_ buffer: ByteBuffer) {
+    /// Writes a text frame, or keeps it in the backlog while the socket cannot take more. With
+    /// `flush` false the caller flushes (`flushIfNeeded`); otherwise a flush follows in this
+    /// loop turn.
+    func writeText(_ buffer: ByteBuffer, flush: Bool = true) {
         guard let context, !closing else { return }
         if backlog.isEmpty, context.channel.isWritable {
             context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: buffer)), promise: nil)
-            scheduleFlush(context)
+            if flush { scheduleFlush(context) } else { unflushed = true }
         } else {
             backlog.append(buffer)
             if backlog.count > gateway.limits.outboundQueue {
@@ -241,6 +246,13 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
                 close(code: .slowConsumer, reason: "outbound queue full")
             }
         }
+    }
+
+    /// Flushes writes made with `flush: false`, if any.
+    func flushIfNeeded() {
+        guard unflushed else { return }
+        unflushed = false
+        context?.flush()
     }
 
     private func scheduleFlush(_ context: ChannelHandlerContext) {

@@ -17,8 +17,9 @@ extension EmbeddedStore {
     func materializeWaiting(user: String, through: Int64?) async throws {
         guard try await read({ db in try Self.hasWaiting(user: user, in: db) }) else { return }
         let chunk = materializationChunk
+        let cache = headCache
         while true {
-            let (head, more) = try await write { db in try Self.materialize(user: user, group: nil, limit: chunk, in: db) }
+            let (head, more) = try await write { db in try Self.materialize(user: user, group: nil, limit: chunk, heads: cache, in: db) }
             if !more { return }
             if let through, head >= through { return }
         }
@@ -38,17 +39,17 @@ extension EmbeddedStore {
     /// Materializes everything waiting for `user` in `group`, inside the caller's transaction
     /// (a commit whose entry for `user` must come after them, or a removal from the group),
     /// `chunk` messages at a time so memory stays bounded.
-    static func materializeAll(user: String, group: String, chunk: Int, in db: Database) throws {
-        while try materialize(user: user, group: group, limit: chunk, in: db).more {}
+    static func materializeAll(user: String, group: String, chunk: Int, heads: HeadCache, in db: Database) throws {
+        while try materialize(user: user, group: group, limit: chunk, heads: heads, in: db).more {}
     }
 
     /// Appends to `user`'s inbox, in id order, the fanout-on-read messages above their cursors
     /// (of every group, or only `group`), at most `limit` messages, skipping the ones `user` sent
     /// (those have an entry since their commit), and moves the cursors past them. Runs in the
     /// caller's write transaction. Returns the inbox head after it and whether messages remain
-    /// beyond `limit`.
+    /// beyond `limit`. `heads` forgets `user`, whose head this moves.
     @discardableResult
-    static func materialize(user: String, group: String?, limit: Int, in db: Database) throws -> (head: Int64, more: Bool) {
+    static func materialize(user: String, group: String?, limit: Int, heads: HeadCache, in db: Database) throws -> (head: Int64, more: Bool) {
         let limit = max(1, limit)
         let fetchLimit = fetchLimit(limit)
         let statement: Statement
@@ -99,6 +100,7 @@ extension EmbeddedStore {
             try moveCursor.execute(arguments: [id, user, group])
         }
         if entries > 0 {
+            heads.forget(user)
             let setHead = try db.cachedStatement(sql: """
                 INSERT INTO inbox_heads(user, seq) VALUES (?, ?)
                 ON CONFLICT(user) DO UPDATE SET seq = excluded.seq

@@ -73,6 +73,7 @@ extension EmbeddedStore {
     /// (the cursor goes with the membership).
     public func updateMembers(of group: String, add: [String], remove: [String]) async throws -> GroupInfo {
         let chunk = materializationChunk
+        let cache = headCache
         return try await write { db in
             let exists = try db.cachedStatement(sql: "SELECT 1 FROM chat_groups WHERE id = ?")
             guard try Bool.fetchOne(exists, arguments: [group]) != nil else {
@@ -81,7 +82,7 @@ extension EmbeddedStore {
             try Self.addMembers(add, to: group, in: db)
             let delete = try db.cachedStatement(sql: "DELETE FROM group_members WHERE group_id = ? AND user = ?")
             for user in remove {
-                try Self.materializeAll(user: user, group: group, chunk: chunk, in: db)
+                try Self.materializeAll(user: user, group: group, chunk: chunk, heads: cache, in: db)
                 try delete.execute(arguments: [group, user])
             }
             guard let info = try Self.group(group, in: db) else {

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import GatewayCore
+import Synchronization
 
 extension EmbeddedStore {
     /// Columns of `messages m` that `message(_:at:)` decodes, in its order.
@@ -14,34 +15,31 @@ extension EmbeddedStore {
 
     /// Writes `batch` inside the caller's transaction; see `MessageStore.commit`.
     ///
-    /// Per message: the dedupe lookup, then for each inbox the next seq and the inbox row, then
-    /// the message row carrying the sender's seq (so a later duplicate can answer with it).
-    /// Every statement is a cached prepared statement. Seqs come from a `HeadCounter`: at most two
-    /// statements on `inbox_heads` per user per batch, however many entries the user gets.
+    /// Per message: the message row first, with `ON CONFLICT(sender, client_msg_id) DO NOTHING`
+    /// as the dedupe check (a duplicate is looked up only when the insert did nothing), carrying
+    /// the sender's seq (so a later duplicate can answer with it); then the inbox entries, which
+    /// are collected and inserted at the end, sorted and many rows per statement. Seqs come from
+    /// `heads` (see `HeadCounter`): no statement on `inbox_heads` for a user the cache knows,
+    /// and one write per touched user per batch.
     ///
     /// A group message meets fanout-on-read (docs/GROUPS.md) only when the group has
     /// fanout-on-read messages (one index probe otherwise): an entry must never land ahead of
     /// the group's earlier messages still waiting for that user, so the sender's waiting ones
     /// are materialized first (`chunk` at a time), and other members who have some waiting are
     /// held back and get this message by fanout-on-read too, in order.
-    static func commit(_ batch: [PendingMessage], chunk: Int = 10_000, in db: Database) throws -> [CommitOutcome] {
-        var heads = HeadCounter()
-        let insertEntry = try db.cachedStatement(sql: "INSERT INTO inbox(user, seq, message_id) VALUES (?, ?, ?)")
+    static func commit(_ batch: [PendingMessage], chunk: Int = 10_000, heads: inout HeadCounter, in db: Database) throws -> [CommitOutcome] {
         let insertMessage = try db.cachedStatement(sql: """
             INSERT INTO messages(id, conversation, sender, to_kind, to_id, client_msg_id, ts, body, attachments, sender_seq, fanout_on_read)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT(sender, client_msg_id) DO NOTHING
             """)
 
         var outcomes: [CommitOutcome] = []
         outcomes.reserveCapacity(batch.count)
+        var entries = InboxRows()
         var storedMessages: Int64 = 0
-        var storedEntries: Int64 = 0
         for pending in batch {
             let message = pending.message
-            if let original = try original(sender: message.from, clientMsgID: message.clientMsgID, in: db) {
-                outcomes.append(.duplicate(original.message, senderSeq: original.senderSeq))
-                continue
-            }
             let id = Int64(bitPattern: message.id)
             var fanoutOnRead = pending.isFanoutOnRead
             var held: Set<String> = []
@@ -51,46 +49,56 @@ extension EmbeddedStore {
                     held.remove(message.from)
                 }
                 if pending.inboxes.contains(message.from) {
-                    // Materialization reads and writes `inbox_heads` itself.
+                    // Materialization reads and writes `inbox_heads` itself: the sender's
+                    // entries so far must be in the table first.
+                    try entries.insert(in: db)
                     try heads.store(message.from, in: db)
-                    try materializeAll(user: message.from, group: group, chunk: chunk, in: db)
+                    try materializeAll(user: message.from, group: group, chunk: chunk, heads: heads.cache, in: db)
                 }
                 if !held.isEmpty { fanoutOnRead = true }
             }
-            var seqs: [InboxSeq] = []
-            seqs.reserveCapacity(pending.inboxes.count)
-            var senderSeq: Int64 = 0
-            for user in pending.inboxes where !held.contains(user) {
-                let seq = try heads.next(user, in: db)
-                try insertEntry.execute(arguments: [user, seq, id])
-                seqs.append(InboxSeq(user: user, seq: seq))
-                if user == message.from { senderSeq = seq }
-            }
+            let senderGetsEntry = pending.inboxes.contains(message.from) && !held.contains(message.from)
+            let senderSeq = senderGetsEntry ? try heads.current(message.from, in: db) + 1 : 0
             let (kind, recipient): (RecipientKind, String) =
                 switch message.to {
                 case .user(let peer): (.user, peer)
                 case .group(let group): (.group, group)
                 }
-            if fanoutOnRead {
-                // Whoever got an entry now is complete up to this message in this group.
-                for entry in seqs {
-                    try advanceCursor(user: entry.user, group: recipient, to: id, in: db)
-                }
-            }
             try insertMessage.execute(arguments: [
                 id, message.conversation, message.from, kind.rawValue, recipient, message.clientMsgID,
                 message.timestamp, Data(message.body), message.attachments.map { Data($0) }, senderSeq, fanoutOnRead ? 1 : 0,
             ])
+            if db.changesCount == 0 {
+                guard let original = try original(sender: message.from, clientMsgID: message.clientMsgID, in: db) else {
+                    throw DatabaseError(resultCode: .SQLITE_INTERNAL, message: "a message insert did nothing, and there is no duplicate")
+                }
+                outcomes.append(.duplicate(original.message, senderSeq: original.senderSeq))
+                continue
+            }
+            var seqs: [InboxSeq] = []
+            seqs.reserveCapacity(pending.inboxes.count)
+            for user in pending.inboxes where !held.contains(user) {
+                let seq = try heads.next(user, in: db)
+                entries.append(user: user, seq: seq, messageID: id)
+                seqs.append(InboxSeq(user: user, seq: seq))
+            }
+            if fanoutOnRead {
+                // Whoever got an entry now is complete up to this message in this group.
+                try entries.insert(in: db)
+                for entry in seqs {
+                    try advanceCursor(user: entry.user, group: recipient, to: id, in: db)
+                }
+            }
             storedMessages += 1
-            storedEntries += Int64(seqs.count)
             outcomes.append(.stored(message, seqs: seqs))
         }
+        try entries.insert(in: db)
         try heads.storeAll(in: db)
         if storedMessages > 0 {
             let count = try db.cachedStatement(sql: """
                 UPDATE counters SET messages = messages + ?, inbox_entries = inbox_entries + ? WHERE id = 1
                 """)
-            try count.execute(arguments: [storedMessages, storedEntries])
+            try count.execute(arguments: [storedMessages, entries.inserted])
         }
         return outcomes
     }
@@ -129,47 +137,146 @@ extension EmbeddedStore {
     }
 }
 
-/// Inbox heads as one commit batch hands out seqs. A user's first entry of the batch takes its
-/// seq with one upsert (`seq + 1 … RETURNING`, as many 1:1 messages need); the following ones
-/// are counted in memory and written back once, at the end or before something else reads the
-/// table. Holds at most the distinct recipients of one batch, which the committer's `maxBatch`
-/// and the group size bound.
-struct HeadCounter {
-    /// Per user: the head handed out last, and whether the table is behind it.
-    private var heads: [String: (seq: Int64, unsaved: Bool)] = [:]
+/// Inbox rows of one commit, inserted in bulk: sorted by (user, seq), so each user's rows go
+/// into the B-tree together, `rowsPerStatement` rows per `INSERT` (one statement per row
+/// costs more per row than the b-tree insert itself).
+struct InboxRows {
+    static let rowsPerStatement = 32
+    private var rows: [(user: String, seq: Int64, messageID: Int64)] = []
+    /// Rows inserted so far.
+    private(set) var inserted: Int64 = 0
 
-    /// `user`'s next seq.
-    mutating func next(_ user: String, in db: Database) throws -> Int64 {
-        if let known = heads[user] {
-            heads[user] = (known.seq + 1, true)
-            return known.seq + 1
+    mutating func append(user: String, seq: Int64, messageID: Int64) {
+        rows.append((user, seq, messageID))
+    }
+
+    /// Inserts the rows appended since the last call.
+    mutating func insert(in db: Database) throws {
+        if rows.isEmpty { return }
+        rows.sort { $0.user == $1.user ? $0.seq < $1.seq : $0.user < $1.user }
+        var index = 0
+        let full = Self.rowsPerStatement
+        if rows.count >= full {
+            let statement = try db.cachedStatement(sql: Self.sql(rows: full))
+            var arguments: [any DatabaseValueConvertible] = []
+            arguments.reserveCapacity(full * 3)
+            while rows.count - index >= full {
+                arguments.removeAll(keepingCapacity: true)
+                for row in rows[index..<(index + full)] {
+                    arguments.append(row.user)
+                    arguments.append(row.seq)
+                    arguments.append(row.messageID)
+                }
+                try statement.execute(arguments: StatementArguments(arguments))
+                index += full
+            }
         }
-        let take = try db.cachedStatement(sql: """
-            INSERT INTO inbox_heads(user, seq) VALUES (?, 1)
-            ON CONFLICT(user) DO UPDATE SET seq = seq + 1
-            RETURNING seq
-            """)
-        guard let seq = try Int64.fetchOne(take, arguments: [user]) else {
-            throw DatabaseError(resultCode: .SQLITE_INTERNAL, message: "inbox_heads upsert returned no seq")
+        if index < rows.count {
+            let single = try db.cachedStatement(sql: Self.sql(rows: 1))
+            for row in rows[index...] {
+                try single.execute(arguments: [row.user, row.seq, row.messageID])
+            }
+        }
+        inserted += Int64(rows.count)
+        rows.removeAll(keepingCapacity: true)
+    }
+
+    static func sql(rows: Int) -> String {
+        "INSERT INTO inbox(user, seq, message_id) VALUES " + Array(repeating: "(?, ?, ?)", count: rows).joined(separator: ", ")
+    }
+}
+
+/// Inbox heads as one commit batch hands out seqs: read once per user (from `cache`, or the
+/// table when the cache does not know the user), counted in memory, and written back once per
+/// user, at the end of the batch or before materialization reads the table.
+struct HeadCounter {
+    /// Per user: the head as of the last seq handed out, and whether the table is behind it.
+    private var heads: [String: (seq: Int64, unsaved: Bool)] = [:]
+    let cache: HeadCache
+    /// What `storeAll` wrote and read: the cache takes it once the transaction committed.
+    private(set) var committed: [String: Int64] = [:]
+
+    init(cache: HeadCache) {
+        self.cache = cache
+    }
+
+    /// `user`'s head: the last seq handed out.
+    mutating func current(_ user: String, in db: Database) throws -> Int64 {
+        if let known = heads[user] { return known.seq }
+        let seq: Int64
+        if let cached = cache.head(of: user) {
+            seq = cached
+        } else {
+            let read = try db.cachedStatement(sql: "SELECT seq FROM inbox_heads WHERE user = ?")
+            seq = try Int64.fetchOne(read, arguments: [user]) ?? 0
         }
         heads[user] = (seq, false)
         return seq
     }
 
-    /// Brings `user`'s row up to date and forgets it (the next use reads the table again).
-    mutating func store(_ user: String, in db: Database) throws {
-        guard let head = heads.removeValue(forKey: user), head.unsaved else { return }
-        try Self.write(user, head.seq, in: db)
+    /// `user`'s next seq.
+    mutating func next(_ user: String, in db: Database) throws -> Int64 {
+        let seq = try current(user, in: db) + 1
+        heads[user] = (seq, true)
+        return seq
     }
 
-    /// Brings every row up to date.
+    /// Brings `user`'s row up to date and forgets the user, here and in the cache (materialization
+    /// is about to move the head in the table).
+    mutating func store(_ user: String, in db: Database) throws {
+        if let head = heads.removeValue(forKey: user), head.unsaved { try Self.write(user, head.seq, in: db) }
+        cache.forget(user)
+    }
+
+    /// Brings every row up to date; `committed` holds the heads for the cache.
     mutating func storeAll(in db: Database) throws {
-        for (user, head) in heads where head.unsaved { try Self.write(user, head.seq, in: db) }
+        for (user, head) in heads {
+            if head.unsaved { try Self.write(user, head.seq, in: db) }
+            committed[user] = head.seq
+        }
         heads = [:]
     }
 
     private static func write(_ user: String, _ seq: Int64, in db: Database) throws {
-        let set = try db.cachedStatement(sql: "UPDATE inbox_heads SET seq = ? WHERE user = ?")
-        try set.execute(arguments: [seq, user])
+        let set = try db.cachedStatement(sql: """
+            INSERT INTO inbox_heads(user, seq) VALUES (?, ?)
+            ON CONFLICT(user) DO UPDATE SET seq = excluded.seq
+            """)
+        try set.execute(arguments: [user, seq])
     }
+}
+
+/// The committed inbox heads of recently active users, so that a commit hands out seqs without
+/// reading `inbox_heads`.
+///
+/// It changes only on the writer connection, serialized with every write: a commit merges its
+/// heads after SQLite committed (a rolled-back batch leaves it as it was), and whatever else
+/// moves a head (materialization) forgets that user first. Past `capacity` users it starts
+/// afresh, which bounds it (a user it forgot costs one read of the table).
+final class HeadCache: Sendable {
+    /// Guards the heads by user.
+    private let heads = Mutex<[String: Int64]>([:])
+    let capacity: Int
+
+    init(capacity: Int = 100_000) {
+        self.capacity = max(1, capacity)
+    }
+
+    func head(of user: String) -> Int64? {
+        heads.withLock { $0[user] }
+    }
+
+    func forget(_ user: String) {
+        _ = heads.withLock { $0.removeValue(forKey: user) }
+    }
+
+    func merge(_ committed: [String: Int64]) {
+        if committed.isEmpty { return }
+        heads.withLock { heads in
+            if heads.count + committed.count > capacity { heads.removeAll(keepingCapacity: true) }
+            heads.merge(committed) { _, new in new }
+        }
+    }
+
+    var count: Int { heads.withLock { $0.count } }
 }

@@ -23,6 +23,8 @@ public final class EmbeddedStore: MessageStore, GroupStore, Sendable {
     let logger: Logger?
     /// Most fanout-on-read messages one materialization transaction takes (docs/GROUPS.md).
     let materializationChunk: Int
+    /// Committed inbox heads of recently active users (see `HeadCache`).
+    let headCache = HeadCache()
     /// Guards whether `close()` has run; later calls fail with `unavailable`.
     private let closed = Mutex(false)
 
@@ -64,6 +66,9 @@ public final class EmbeddedStore: MessageStore, GroupStore, Sendable {
         let level = durability == .full ? "FULL" : "NORMAL"
         try pool.writeWithoutTransaction { db in
             try db.execute(sql: "PRAGMA synchronous = \(level)")
+            // The writer's page cache (SQLite's default is 2 MB): the inbox and message b-trees'
+            // upper levels stay in memory, so commits do not re-read them from the file.
+            try db.execute(sql: "PRAGMA cache_size = -32768")
         }
         try Self.migrator.migrate(pool)
 
@@ -79,7 +84,18 @@ public final class EmbeddedStore: MessageStore, GroupStore, Sendable {
     public func commit(_ batch: [PendingMessage]) async throws -> [CommitOutcome] {
         if batch.isEmpty { return [] }
         let chunk = materializationChunk
-        return try await write { db in try Self.commit(batch, chunk: chunk, in: db) }
+        let cache = headCache
+        return try await writeWithoutTransaction { db in
+            var heads = HeadCounter(cache: cache)
+            var outcomes: [CommitOutcome] = []
+            try db.inTransaction(.immediate) {
+                outcomes = try Self.commit(batch, chunk: chunk, heads: &heads, in: db)
+                return .commit
+            }
+            // Committed: still on the writer, before any other write can move a head.
+            cache.merge(heads.committed)
+            return outcomes
+        }
     }
 
     /// As the protocol says; first gives `user` the fanout-on-read messages waiting for them, at
@@ -189,6 +205,17 @@ public final class EmbeddedStore: MessageStore, GroupStore, Sendable {
         try checkOpen()
         do {
             return try await pool.write(body)
+        } catch {
+            throw Self.storeError(error)
+        }
+    }
+
+    /// Runs `body` on the writer outside a transaction (it opens its own); failures map as
+    /// `write`'s do.
+    func writeWithoutTransaction<T: Sendable>(_ body: @Sendable (Database) throws -> T) async throws -> T {
+        try checkOpen()
+        do {
+            return try await pool.writeWithoutTransaction(body)
         } catch {
             throw Self.storeError(error)
         }

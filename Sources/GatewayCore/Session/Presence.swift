@@ -75,8 +75,9 @@ public final class Presence: Sendable {
         if state.lastSeen.updateValue(time, forKey: user) == nil {
             state.lastSeenOrder.append(user)
             if state.lastSeenOrder.count > Self.maxLastSeen {
-                let dropped = state.lastSeenOrder.removeFirst(state.lastSeenOrder.count - Self.maxLastSeen / 2)
-                _ = dropped
+                let excess = state.lastSeenOrder.count - Self.maxLastSeen / 2
+                for dropped in state.lastSeenOrder.prefix(excess) { state.lastSeen[dropped] = nil }
+                state.lastSeenOrder.removeFirst(excess)
             }
         }
     }

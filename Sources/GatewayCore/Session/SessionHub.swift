@@ -14,7 +14,14 @@ public final class SessionHub: PresenceQuery, Sendable {
     /// Guards the number of live sessions per peer address.
     private let perIP = Mutex<[String: Int]>([:])
     /// Guards the observer told when a user's first session opens and last one closes.
-    private let observer = Mutex<(@Sendable (_ user: String, _ online: Bool) -> Void)?>(nil)
+    /// (A box, not the closure itself: reading a closure out of a `Mutex` re-wraps it in a new
+    /// thunk on every read, so a chain grew with each session and each call walked all of it.)
+    private let observer = Mutex<OnlineObserver?>(nil)
+
+    private final class OnlineObserver: Sendable {
+        let call: @Sendable (_ user: String, _ online: Bool) -> Void
+        init(_ call: @escaping @Sendable (String, Bool) -> Void) { self.call = call }
+    }
 
     public init(maxSessionsPerUser: Int, maxConnections: Int, maxConnectionsPerIP: Int = .max) {
         self.maxSessionsPerUser = maxSessionsPerUser
@@ -30,10 +37,13 @@ public final class SessionHub: PresenceQuery, Sendable {
 
     /// Sets who is told when a user's first session opens (true) and last one closes (false).
     public func setOnlineObserver(_ observer: (@Sendable (String, Bool) -> Void)?) {
-        self.observer.withLock { $0 = observer }
+        let box = observer.map(OnlineObserver.init)
+        self.observer.withLock { $0 = box }
     }
 
-    private var onlineObserver: (@Sendable (String, Bool) -> Void)? { observer.withLock { $0 } }
+    private func tellObserver(_ user: String, online: Bool) {
+        observer.withLock { $0 }?.call(user, online)
+    }
 
     /// Whether one more connection fits under `limits.max_connections`.
     public var hasCapacity: Bool { connectionCount < maxConnections }
@@ -70,7 +80,7 @@ public final class SessionHub: PresenceQuery, Sendable {
         let first = try result.get()
         if let address = session.principal.remoteAddress { perIP.withLock { $0[address, default: 0] += 1 } }
         counter(for: session.principal.transport)?.wrappingIncrement(ordering: .relaxed)
-        if first { onlineObserver?(session.user, true) }
+        if first { tellObserver(session.user, online: true) }
     }
 
     /// Removes a session (idempotent).
@@ -93,7 +103,7 @@ public final class SessionHub: PresenceQuery, Sendable {
             }
         }
         counter(for: session.principal.transport)?.wrappingDecrement(ordering: .relaxed)
-        if last { onlineObserver?(session.user, false) }
+        if last { tellObserver(session.user, online: false) }
     }
 
     private func counter(for transport: TransportKind) -> ManagedAtomic<Int>? {
