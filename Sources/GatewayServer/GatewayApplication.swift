@@ -19,6 +19,10 @@ public final class GatewayApplication: Sendable {
     public let gateway: Gateway
     public let readiness = Readiness()
     let longPoll: LongPollRegistry
+    /// Closes WebSocket sessions silent for `presence.offline_after_ms`.
+    let heartbeats: HeartbeatSweeper
+    /// Token expiry of WebSocket sessions.
+    let tokenDeadlines: TokenDeadlines
     /// Guards the bound ports, known once the listeners run.
     private let ports = Mutex<(public: Int?, admin: Int?, waiters: [CheckedContinuation<(Int, Int), Never>])>((nil, nil, []))
     private let configuration: GatewayConfiguration
@@ -42,6 +46,8 @@ public final class GatewayApplication: Sendable {
         self.gateway = gateway
         self.logger = logger
         self.longPoll = LongPollRegistry(gateway: gateway, settings: configuration.longpoll)
+        self.heartbeats = HeartbeatSweeper(gateway: gateway, timeoutMs: configuration.presence.offlineAfterMs)
+        self.tokenDeadlines = TokenDeadlines(eventLoop: MultiThreadedEventLoopGroup.singleton.next())
         self.extraServices = services
         self.stageServices = StageServiceHost(services: gateway.pipeline.services, logger: logger)
         self.reloader = PipelineReloader(gateway: gateway, source: reloadPipeline, services: stageServices, logger: logger)
@@ -104,10 +110,10 @@ public final class GatewayApplication: Sendable {
         publicRoutes.register(on: router)
 
         let gateway = self.gateway
-        let idle = TimeAmount.milliseconds(Int64(configuration.presence.offlineAfterMs))
+        let deadlines = tokenDeadlines
         let sessionLogger = logger
         var server = HTTPServerBuilder { responder in
-            GatewayChildChannel(responder: responder, gateway: gateway, handshake: handshake, idleTimeout: idle, logger: sessionLogger)
+            GatewayChildChannel(responder: responder, gateway: gateway, handshake: handshake, deadlines: deadlines, logger: sessionLogger)
         }
         if let tls { server = try .tls(server, tlsConfiguration: tls) }
         let publicApp = Application(
@@ -150,6 +156,8 @@ public final class GatewayApplication: Sendable {
     func closeAllSessions() {
         readiness.markDraining()
         longPoll.stop()
+        heartbeats.stop()
+        tokenDeadlines.stop()
         for session in gateway.hub.allSessions() {
             session.connection.close(code: .goingAway, reason: "server shutting down")
         }
@@ -157,10 +165,11 @@ public final class GatewayApplication: Sendable {
 
     func startBackgroundWork(on eventLoop: any EventLoop) {
         longPoll.start(on: eventLoop)
+        heartbeats.start(on: eventLoop)
     }
 }
 
-/// Starts the long-poll sweeper; at shutdown, runs first: closes sessions with 1001.
+/// Starts the long-poll and heartbeat sweepers; at shutdown, runs first: closes sessions with 1001.
 struct SessionDrainer: Service {
     let application: GatewayApplication
 

@@ -13,8 +13,9 @@ import Hummingbird
 /// The public port's connection setup: HTTP/1.1 for the REST and long-poll routes, with a
 /// WebSocket upgrade on `/v1/ws` (and `/v1/echo`) to plain NIO handlers.
 ///
-/// A WebSocket session is a few NIO handlers on the event loop and no task, which is what keeps
-/// an idle connection at a few KiB. Requests that do not upgrade, including refused handshakes,
+/// A WebSocket session is a few NIO handlers on the event loop, no task and no timer (heartbeats
+/// and token expiry are gateway-wide: `SessionTimers.swift`), which is what keeps an idle
+/// connection at a few KiB. Requests that do not upgrade, including refused handshakes,
 /// go to Hummingbird's router, whose `/v1/ws` route answers the refusal's status.
 struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
     enum UpgradeResult: Sendable {
@@ -33,7 +34,8 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
     let responder: HTTPChannelHandler.Responder
     let gateway: Gateway
     let handshake: WebSocketHandshake
-    let idleTimeout: TimeAmount
+    /// Token expiry of the sessions; silence is swept by `HeartbeatSweeper`, not watched here.
+    let deadlines: TokenDeadlines
     let logger: Logger
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
@@ -43,11 +45,13 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
             let capture = HandshakeHeadCapture()
             let gateway = self.gateway
             let handshake = self.handshake
-            let idleTimeout = self.idleTimeout
+            let deadlines = self.deadlines
             let sessionLogger = self.logger
             let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
                 maxFrameSize: gateway.limits.maxFrameBytes,
-                enableAutomaticErrorHandling: true,
+                // Decoder errors are answered by `WebSocketSessionHandler.errorCaught` (one
+                // handler less per connection than NIO's WebSocketProtocolErrorHandler).
+                enableAutomaticErrorHandling: false,
                 shouldUpgrade: { channel, head in
                     let promise = channel.eventLoop.makePromise(of: (WebSocketSessionHandler.Mode?, HTTPHeaders?).self)
                     let remote = channel.remoteAddress?.ipAddress
@@ -77,10 +81,7 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
                         let mode = decision.value ?? .echo
                         let sync = channel.pipeline.syncOperations
                         sync.removeHandler(capture, promise: nil)
-                        if case .gateway = mode {
-                            try sync.addHandler(IdleStateHandler(readTimeout: idleTimeout))
-                        }
-                        try sync.addHandler(WebSocketSessionHandler(gateway: gateway, mode: mode, logger: sessionLogger))
+                        try sync.addHandler(WebSocketSessionHandler(gateway: gateway, mode: mode, logger: sessionLogger, deadlines: deadlines))
                         return UpgradeResult.websocket
                     }
                 }

@@ -1,4 +1,3 @@
-import Atomics
 import GatewayCore
 import Logging
 import NIOCore
@@ -33,10 +32,12 @@ final class WebSocketConnection: SessionConnection, Sendable {
     let outbox: LoopOutbox
     /// Guards the inbound queue, the session and the pre-hello buffer.
     private let inbound = Mutex(Inbound())
-    /// Frames on their way to the event loop.
-    private let inTransit = ManagedAtomic<Int>(0)
-    private let ready = ManagedAtomic<Bool>(false)
-    private let closed = ManagedAtomic<Bool>(false)
+    /// Frames on their way to the event loop. (`Atomic`s are stored inline: no heap object each.)
+    private let inTransit = Atomic<Int>(0)
+    private let ready = Atomic<Bool>(false)
+    private let closed = Atomic<Bool>(false)
+    /// This connection's place in `TokenDeadlines` (-1: none); changed only under its lock.
+    let deadlineSlot = Atomic<Int>(-1)
 
     static let maxBadFrames = 10
     /// A client still sending after this many `rate_limited` answers in a row is closed (1008).
@@ -69,9 +70,9 @@ final class WebSocketConnection: SessionConnection, Sendable {
     }
 
     private func write(_ frame: ByteBuffer) -> Bool {
-        let transit = inTransit.wrappingIncrementThenLoad(ordering: .relaxed)
+        let transit = inTransit.wrappingAdd(1, ordering: .relaxed).newValue
         if transit > gateway.limits.outboundQueue {
-            inTransit.wrappingDecrement(ordering: .relaxed)
+            inTransit.wrappingSubtract(1, ordering: .relaxed)
             gateway.stats.slowConsumers.wrappingIncrement(ordering: .relaxed)
             return false
         }
@@ -82,7 +83,7 @@ final class WebSocketConnection: SessionConnection, Sendable {
 
     /// Writes a frame `LoopOutbox` brought to the event loop (flushed by `flushOnLoop`).
     func writeOnLoop(_ frame: ByteBuffer) {
-        inTransit.wrappingDecrement(ordering: .relaxed)
+        inTransit.wrappingSubtract(1, ordering: .relaxed)
         handler.value.writeText(frame, flush: false)
     }
 
@@ -166,7 +167,9 @@ final class WebSocketConnection: SessionConnection, Sendable {
             guard !state.closed, state.head < state.queue.count else {
                 guard finishing || state.closed else { return nil }
                 state.processing = false
-                state.queue.removeAll(keepingCapacity: state.queue.capacity <= 64)
+                // Storage released: an idle connection holds no queue (a busy period costs a
+                // task anyway; one allocation more is noise next to it).
+                state.queue = []
                 state.head = 0
                 return nil
             }

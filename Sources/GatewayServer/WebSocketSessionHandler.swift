@@ -23,26 +23,33 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
     private let gateway: Gateway
     private let mode: Mode
     private let logger: Logger
+    /// The gateway's token deadlines (expiry, then the grace for a fresh `auth`).
+    private let deadlines: TokenDeadlines
     private var context: ChannelHandlerContext?
     private(set) var connection: WebSocketConnection?
 
     private var fragments: ByteBuffer?
     private var fragmentOpcode: WebSocketOpcode = .text
-    private var backlog = CircularBuffer<ByteBuffer>()
+    /// Starts with one slot, not `CircularBuffer`'s default 16 (~400 B per idle connection); it
+    /// grows by doubling when a slow socket needs it.
+    private var backlog = CircularBuffer<ByteBuffer>(initialCapacity: 1)
     private var flushScheduled = false
     /// Written with `flush: false` and not flushed yet.
     private var unflushed = false
     private var readPaused = false
     private var readPending = false
     private var closing = false
+    /// Until the session opens: no `auth` within `auth_timeout_ms` (or silence for
+    /// `offline_after_ms`, if shorter) closes the connection.
     private var authTimer: Scheduled<Void>?
-    private var expiryTimer: Scheduled<Void>?
-    private var graceTimer: Scheduled<Void>?
+    /// Counts the token deadlines set and dropped: one that fires with an older count is stale.
+    private var deadlineGeneration: UInt32 = 0
 
-    init(gateway: Gateway, mode: Mode, logger: Logger) {
+    init(gateway: Gateway, mode: Mode, logger: Logger, deadlines: TokenDeadlines) {
         self.gateway = gateway
         self.mode = mode
         self.logger = logger
+        self.deadlines = deadlines
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -56,8 +63,18 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
             Task { _ = await connection.start(identity: identity, device: nil, ref: nil) }
         } else {
             let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-            authTimer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(gateway.limits.authTimeoutMs))) {
-                handler.value.connection?.fail(.unauthorized("no auth frame within \(handler.value.gateway.limits.authTimeoutMs) ms"), code: .unauthorized)
+            let authTimeout = gateway.limits.authTimeoutMs
+            let idleTimeout = gateway.presenceSettings.offlineAfterMs
+            // Sessions are swept for silence (`HeartbeatSweeper`); before one opens, a silence
+            // shorter than the auth timeout closes the connection the same way.
+            if idleTimeout < authTimeout {
+                authTimer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(idleTimeout))) {
+                    handler.value.close(code: .normal, reason: "heartbeat timeout")
+                }
+            } else {
+                authTimer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(authTimeout))) {
+                    handler.value.connection?.fail(.unauthorized("no auth frame within \(authTimeout) ms"), code: .unauthorized)
+                }
             }
         }
     }
@@ -75,39 +92,45 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     private func cancelTimers() {
         authTimer?.cancel()
-        expiryTimer?.cancel()
-        graceTimer?.cancel()
         authTimer = nil
-        expiryTimer = nil
-        graceTimer = nil
+        dropDeadline()
+    }
+
+    private func dropDeadline() {
+        deadlineGeneration &+= 1
+        if let connection { deadlines.remove(connection) }
     }
 
     /// The session is open (or its token refreshed): stop the auth timer, watch the expiry.
     func authenticated(expiresAt: Int64?) {
         authTimer?.cancel()
         authTimer = nil
-        expiryTimer?.cancel()
-        graceTimer?.cancel()
-        graceTimer = nil
-        guard let expiresAt, let context else { return }
+        // A new deadline replaces the old one; an old one already firing is stale.
+        deadlineGeneration &+= 1
+        guard let connection else { return }
+        guard let expiresAt, context != nil else { return deadlines.remove(connection) }
         let delay = max(0, expiresAt - gateway.clock.nowMillis())
-        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-        expiryTimer = context.eventLoop.scheduleTask(in: .milliseconds(delay)) {
-            handler.value.tokenExpired()
+        deadlines.set(connection, at: .now() + .milliseconds(delay), generation: deadlineGeneration, grace: false)
+    }
+
+    /// A deadline `authenticated` or `tokenExpired` set has passed (called by `TokenDeadlines`).
+    func tokenDeadlinePassed(generation: UInt32, grace: Bool) {
+        guard generation == deadlineGeneration else { return }
+        if grace {
+            guard let session = connection?.session, session.tokenExpiresAt.load(ordering: .relaxed) <= gateway.clock.nowMillis() else { return }
+            connection?.close(code: .unauthorized, reason: "token expired")
+        } else {
+            tokenExpired()
         }
     }
 
     /// The token ran out: say so, and close unless a fresh `auth` arrives within the auth timeout.
     private func tokenExpired() {
-        guard let connection, let session = connection.session, let context else { return }
+        guard let connection, let session = connection.session, context != nil else { return }
         guard session.tokenExpiresAt.load(ordering: .relaxed) <= gateway.clock.nowMillis() else { return }
         _ = connection.send(ServerFrame.error(GatewayError(.tokenExpired, "token expired: send a fresh 'auth' frame"), ref: nil))
-        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-        graceTimer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(gateway.limits.authTimeoutMs))) {
-            let h = handler.value
-            guard let session = h.connection?.session, session.tokenExpiresAt.load(ordering: .relaxed) <= h.gateway.clock.nowMillis() else { return }
-            h.connection?.close(code: .unauthorized, reason: "token expired")
-        }
+        let grace = TimeAmount.milliseconds(Int64(gateway.limits.authTimeoutMs))
+        deadlines.set(connection, at: .now() + grace, generation: deadlineGeneration, grace: true)
     }
 
     // MARK: Inbound
@@ -115,6 +138,9 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         guard !closing else { return }
+        // Every frame counts as a heartbeat (`HeartbeatSweeper`), even one that waits behind
+        // another still being processed.
+        connection?.session?.lastActiveAt.store(gateway.clock.nowMillis(), ordering: .relaxed)
         guard frame.maskKey != nil else { return protocolError(.protocolError, "unmasked client frame") }
         guard !frame.rsv1, !frame.rsv2, !frame.rsv3 else { return protocolError(.protocolError, "reserved bits set") }
         switch frame.opcode {
@@ -143,9 +169,8 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
         case .ping:
             let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
             context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
-            connection?.session?.lastActiveAt.store(gateway.clock.nowMillis(), ordering: .relaxed)
         case .pong:
-            connection?.session?.lastActiveAt.store(gateway.clock.nowMillis(), ordering: .relaxed)
+            break
         case .connectionClose:
             var data = frame.unmaskedData
             let code = data.readInteger(as: UInt16.self)
@@ -190,21 +215,23 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // Decoder errors are answered by NIO's WebSocketProtocolErrorHandler (1002 / 1009).
-        if !(error is NIOWebSocketError) {
+        if let error = error as? NIOWebSocketError {
+            // What NIO's WebSocketProtocolErrorHandler would answer to a decoder error (1009 or
+            // 1002), done here to spare a handler and its context per connection.
+            var data = context.channel.allocator.buffer(capacity: 2)
+            switch error {
+            case .invalidFrameLength: data.write(webSocketErrorCode: .messageTooLarge)
+            case .fragmentedControlFrame, .multiByteControlFrameLength: data.write(webSocketErrorCode: .protocolError)
+            }
+            let loopContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data))).whenComplete { _ in
+                loopContext.value.close(promise: nil)
+            }
+        } else {
             logger.debug("websocket error", metadata: ["error": "\(error)"])
         }
         closing = true
         context.close(promise: nil)
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
-            // No frame, ping or pong within `presence.offline_after_ms`.
-            close(code: .normal, reason: "heartbeat timeout")
-            return
-        }
-        context.fireUserInboundEventTriggered(event)
     }
 
     // MARK: Backpressure on reading

@@ -1,10 +1,12 @@
 import GRDB
 import GatewayCore
+import Synchronization
 
 extension EmbeddedStore {
     /// Creates a group with its members in the given order (a repeated member counts once).
     /// Throws `GatewayError(.conflict)` when the id is taken.
     public func createGroup(_ group: GroupInfo) async throws {
+        defer { membersCache.forget(group.id) }
         try await write { db in
             let insert = try db.cachedStatement(sql: """
                 INSERT INTO chat_groups(id, name, owner, created_at) VALUES (?, ?, ?, ?)
@@ -20,12 +22,17 @@ extension EmbeddedStore {
         try await read { db in try Self.group(id, in: db) }
     }
 
+    /// From `membersCache` when it has the group (every group send asks), else from the table.
     public func members(of group: String) async throws -> [String]? {
-        try await read { db in
+        if let cached = membersCache.members(of: group) { return cached }
+        let generation = membersCache.generation
+        let members = try await read { db -> [String]? in
             let exists = try db.cachedStatement(sql: "SELECT 1 FROM chat_groups WHERE id = ?")
             guard try Bool.fetchOne(exists, arguments: [group]) != nil else { return nil }
             return try Self.members(of: group, in: db)
         }
+        if let members { membersCache.remember(members, of: group, readAt: generation) }
+        return members
     }
 
     public func isMember(_ user: String, of group: String) async throws -> Bool {
@@ -74,6 +81,7 @@ extension EmbeddedStore {
     public func updateMembers(of group: String, add: [String], remove: [String]) async throws -> GroupInfo {
         let chunk = materializationChunk
         let cache = headCache
+        defer { membersCache.forget(group) }
         return try await write { db in
             let exists = try db.cachedStatement(sql: "SELECT 1 FROM chat_groups WHERE id = ?")
             guard try Bool.fetchOne(exists, arguments: [group]) != nil else {
@@ -125,5 +133,46 @@ extension EmbeddedStore {
     static func members(of group: String, in db: Database) throws -> [String] {
         let statement = try db.cachedStatement(sql: "SELECT user FROM group_members WHERE group_id = ? ORDER BY position")
         return try String.fetchAll(statement, arguments: [group])
+    }
+}
+
+/// Members of recently used groups, as committed: a group send resolves its recipients without
+/// a read. A membership change forgets the group once its transaction is over; a read that
+/// overlapped a change (the generation moved) is not remembered, so the cache never brings back
+/// a list older than the last change. Past `capacity` groups it starts afresh.
+final class GroupMembersCache: Sendable {
+    private struct State {
+        var members: [String: [String]] = [:]
+        var generation: UInt64 = 0
+    }
+
+    /// Guards the lists and the generation.
+    private let state = Mutex(State())
+    let capacity: Int
+
+    init(capacity: Int = 10_000) {
+        self.capacity = max(1, capacity)
+    }
+
+    func members(of group: String) -> [String]? {
+        state.withLock { $0.members[group] }
+    }
+
+    /// Changes with every `forget`: read it before reading the table.
+    var generation: UInt64 { state.withLock { $0.generation } }
+
+    func remember(_ members: [String], of group: String, readAt generation: UInt64) {
+        state.withLock { state in
+            guard state.generation == generation else { return }
+            if state.members.count >= capacity { state.members.removeAll(keepingCapacity: true) }
+            state.members[group] = members
+        }
+    }
+
+    func forget(_ group: String) {
+        state.withLock { state in
+            state.generation &+= 1
+            state.members[group] = nil
+        }
     }
 }

@@ -25,6 +25,8 @@ public final class EmbeddedStore: MessageStore, GroupStore, Sendable {
     let materializationChunk: Int
     /// Committed inbox heads of recently active users (see `HeadCache`).
     let headCache = HeadCache()
+    /// Members of recently used groups (see `GroupMembersCache`).
+    let membersCache = GroupMembersCache()
     /// Guards whether `close()` has run; later calls fail with `unavailable`.
     private let closed = Mutex(false)
 
@@ -58,6 +60,11 @@ public final class EmbeddedStore: MessageStore, GroupStore, Sendable {
         configuration.prepareDatabase { db in
             // Keeps the WAL file from staying at its peak size after a burst of writes.
             try db.execute(sql: "PRAGMA journal_size_limit = 67108864")
+            // For a new file only (an existing one keeps its page size). A commit writes every
+            // page it touched to the WAL, and a batch touches one leaf per inbox, per
+            // conversation and per sender: small pages write a quarter of the bytes for the
+            // same rows (measured: 9.3 KB of file writes per 1:1 message with 4 KiB pages).
+            try db.execute(sql: "PRAGMA page_size = \(Self.pageSize)")
         }
         let pool = try DatabasePool(path: path, configuration: configuration)
         // GRDB sets `synchronous=NORMAL` on the writer when it enables WAL, after
@@ -69,6 +76,10 @@ public final class EmbeddedStore: MessageStore, GroupStore, Sendable {
             // The writer's page cache (SQLite's default is 2 MB): the inbox and message b-trees'
             // upper levels stay in memory, so commits do not re-read them from the file.
             try db.execute(sql: "PRAGMA cache_size = -32768")
+            // Checkpoint after 32 MB of WAL rather than SQLite's 1,000 pages: the same hot
+            // leaves are rewritten by every batch, and a checkpoint copies each page once
+            // however many commits changed it.
+            try db.execute(sql: "PRAGMA wal_autocheckpoint = \(Self.checkpointPages)")
         }
         try Self.migrator.migrate(pool)
 
@@ -198,6 +209,11 @@ public final class EmbeddedStore: MessageStore, GroupStore, Sendable {
     }
 
     // MARK: Access
+
+    /// The page size of a new database file.
+    static let pageSize = 1024
+    /// WAL frames (pages) after which a commit checkpoints: 32 MB with 1 KiB pages.
+    static let checkpointPages = 32_768
 
     /// Runs `body` in one write transaction; SQLite failures become `unavailable` where the
     /// client should retry.

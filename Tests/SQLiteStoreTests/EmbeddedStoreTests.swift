@@ -142,6 +142,12 @@ struct EmbeddedStoreTests {
             }
             #expect(synchronous == level)
             #expect(journalMode == "wal")
+            // A new file gets small pages, and the writer checkpoints late (both for commit cost).
+            let (pageSize, checkpoint) = try await store.pool.writeWithoutTransaction { db in
+                (try Int.fetchOne(db, sql: "PRAGMA page_size"), try Int.fetchOne(db, sql: "PRAGMA wal_autocheckpoint"))
+            }
+            #expect(pageSize == EmbeddedStore.pageSize)
+            #expect(checkpoint == EmbeddedStore.checkpointPages)
         }
     }
 

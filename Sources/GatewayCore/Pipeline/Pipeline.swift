@@ -8,7 +8,9 @@ import ServiceLifecycle
 /// and stops at the first `reject` or `reply`. A pipeline is immutable: a reload builds a new
 /// one and swaps it in for new frames while frames in flight finish on the old one.
 public final class Pipeline: Sendable {
-    public struct Entry: Sendable {
+    /// One stage in the list. A class: the runner walks entries per frame, and a reference
+    /// costs one retain where copying the struct retained every field.
+    public final class Entry: Sendable {
         public let name: String
         public let kind: String
         public let on: Set<FrameKind>
@@ -17,6 +19,16 @@ public final class Pipeline: Sendable {
         public let settings: JSONValue
         public let stats: StageStats
         let context: StageContext
+
+        init(name: String, kind: String, on: Set<FrameKind>, stage: any Stage, settings: JSONValue, stats: StageStats, context: StageContext) {
+            self.name = name
+            self.kind = kind
+            self.on = on
+            self.stage = stage
+            self.settings = settings
+            self.stats = stats
+            self.context = context
+        }
     }
 
     /// A problem building the pipeline, located by the entry's index and name.

@@ -1,5 +1,5 @@
-import Atomics
 import NIOCore
+import Synchronization
 
 /// The transport side of a live session: how frames reach the client.
 ///
@@ -18,16 +18,18 @@ public final class Session: Sendable {
     /// Milliseconds since the Unix epoch.
     public let openedAt: Int64
     /// When the token it authenticated with expires (ms), updated by a fresh `auth`.
-    public let tokenExpiresAt: ManagedAtomic<Int64>
-    /// Last frame from the client (ms), for presence `last_active_at`.
-    public let lastActiveAt: ManagedAtomic<Int64>
+    /// (`Atomic`, stored inline: no separate heap object per session.)
+    public let tokenExpiresAt: Atomic<Int64>
+    /// Last frame from the client (ms), for presence `last_active_at` and, over WebSocket, the
+    /// heartbeat timeout (`presence.offline_after_ms`).
+    public let lastActiveAt: Atomic<Int64>
 
     public init(principal: Principal, connection: any SessionConnection, openedAt: Int64, tokenExpiresAt: Int64?) {
         self.principal = principal
         self.connection = connection
         self.openedAt = openedAt
-        self.tokenExpiresAt = ManagedAtomic(tokenExpiresAt ?? Int64.max)
-        self.lastActiveAt = ManagedAtomic(openedAt)
+        self.tokenExpiresAt = Atomic(tokenExpiresAt ?? Int64.max)
+        self.lastActiveAt = Atomic(openedAt)
     }
 
     public var id: String { principal.session }

@@ -5,7 +5,7 @@ import Synchronization
 /// The live sessions on this node, by user: who is online and where to deliver.
 public final class SessionHub: PresenceQuery, Sendable {
     /// Guards the map of user → live sessions.
-    private let sessions = Mutex<[String: [Session]]>([:])
+    private let sessions = Mutex<[String: UserSessions]>([:])
     private let websocketCount = ManagedAtomic<Int>(0)
     private let longpollCount = ManagedAtomic<Int>(0)
     private let maxSessionsPerUser: Int
@@ -68,14 +68,14 @@ public final class SessionHub: PresenceQuery, Sendable {
     /// Adds a session; refuses past the per-user and per-node caps.
     public func register(_ session: Session) throws(GatewayError) {
         let result: Result<Bool, GatewayError> = sessions.withLock { map in
-            var list = map[session.user] ?? []
-            guard list.count < maxSessionsPerUser else {
+            guard (map[session.user]?.count ?? 0) < maxSessionsPerUser else {
                 return .failure(GatewayError(.rateLimited, "too many sessions for this user (\(maxSessionsPerUser))", retryAfterMs: 5000))
             }
-            let first = list.isEmpty
-            list.append(session)
-            map[session.user] = list
-            return .success(first)
+            guard map[session.user]?.append(session) != nil else {
+                map[session.user] = .one(session)
+                return .success(true)
+            }
+            return .success(false)
         }
         let first = try result.get()
         if let address = session.principal.remoteAddress { perIP.withLock { $0[address, default: 0] += 1 } }
@@ -86,14 +86,18 @@ public final class SessionHub: PresenceQuery, Sendable {
     /// Removes a session (idempotent).
     public func unregister(_ session: Session) {
         let (removed, last): (Bool, Bool) = sessions.withLock { map in
-            guard var list = map[session.user], let index = list.firstIndex(where: { $0 === session }) else { return (false, false) }
-            list.remove(at: index)
-            if list.isEmpty {
+            switch map[session.user] {
+            case .one(let only)? where only === session:
                 map[session.user] = nil
                 return (true, true)
+            case .many(var list)?:
+                guard let index = list.firstIndex(where: { $0 === session }) else { return (false, false) }
+                list.remove(at: index)
+                map[session.user] = list.count == 1 ? .one(list[0]) : .many(list)
+                return (true, false)
+            default:
+                return (false, false)
             }
-            map[session.user] = list
-            return (true, false)
         }
         guard removed else { return }
         if let address = session.principal.remoteAddress {
@@ -115,7 +119,7 @@ public final class SessionHub: PresenceQuery, Sendable {
     }
 
     public func sessions(of user: String) -> [Session] {
-        sessions.withLock { $0[user] ?? [] }
+        sessions.withLock { $0[user].map(Array.init) ?? [] }
     }
 
     public func isOnline(_ user: String) -> Bool {
@@ -127,7 +131,26 @@ public final class SessionHub: PresenceQuery, Sendable {
     }
 
     public func allSessions() -> [Session] {
-        sessions.withLock { $0.values.flatMap { $0 } }
+        sessions.withLock { map in
+            var all: [Session] = []
+            all.reserveCapacity(map.count)
+            for list in map.values { all.append(contentsOf: list) }
+            return all
+        }
+    }
+
+    /// The live sessions over `transport` for which `predicate` holds. The walk holds the hub's
+    /// lock: keep `predicate` cheap (an atomic load, a comparison).
+    public func sessions(over transport: TransportKind, where predicate: (Session) -> Bool) -> [Session] {
+        sessions.withLock { map in
+            var found: [Session] = []
+            for list in map.values {
+                for session in list where session.principal.transport == transport && predicate(session) {
+                    found.append(session)
+                }
+            }
+            return found
+        }
     }
 
     /// Sends a frame to every live session of `user` except `exceptSession`; the frame is built
@@ -148,5 +171,43 @@ public final class SessionHub: PresenceQuery, Sendable {
             }
         }
         return reached
+    }
+}
+
+/// One user's live sessions. Most users have one, held without an array: an allocation less
+/// per connected user.
+enum UserSessions: RandomAccessCollection, Sendable {
+    case one(Session)
+    /// Two or more.
+    case many([Session])
+
+    var startIndex: Int { 0 }
+
+    var endIndex: Int {
+        switch self {
+        case .one: 1
+        case .many(let list): list.count
+        }
+    }
+
+    subscript(position: Int) -> Session {
+        switch self {
+        case .one(let session):
+            precondition(position == 0, "index out of range")
+            return session
+        case .many(let list):
+            return list[position]
+        }
+    }
+
+    mutating func append(_ session: Session) {
+        switch self {
+        case .one(let first):
+            self = .many([first, session])
+        case .many(var list):
+            self = .many([])  // the array's only reference is now `list`: appended in place
+            list.append(session)
+            self = .many(list)
+        }
     }
 }
