@@ -97,8 +97,16 @@ public final class Gateway: Sendable {
     }
 
     /// The `hello` frame for a new session.
-    public func hello(for session: Session) async -> ByteBuffer {
-        let head = (try? await stores.messages.inboxHead(user: session.user)) ?? 0
+    /// Throws `unavailable` when the store cannot tell the inbox head: a `hello` with a wrong
+    /// `inbox_seq` (say 0) would make a client think its inbox went back.
+    public func hello(for session: Session) async throws(GatewayError) -> ByteBuffer {
+        let head: Int64
+        do {
+            head = try await stores.messages.inboxHead(user: session.user)
+        } catch {
+            logger.warning("hello without the inbox head: the store failed", metadata: ["error": "\(error)", "gateway.session": "\(session.id)"])
+            throw GatewayError.unavailable("the store is unavailable; reconnect shortly", retryAfterMs: 1000)
+        }
         return ServerFrame.hello(
             user: session.user, device: session.principal.device, session: session.id, node: node.id,
             heartbeatMs: presenceSettings.heartbeatMs, maxFrameBytes: limits.maxFrameBytes, inboxSeq: head)

@@ -105,8 +105,14 @@ struct PublicRoutes: Sendable {
                 device = id
             }
         }
-        let (_, session) = try longPoll.open(identity: identity, device: device, remoteAddress: context.remoteAddress)
-        var hello = await gateway.hello(for: session)
+        let (connection, session) = try longPoll.open(identity: identity, device: device, remoteAddress: context.remoteAddress)
+        var hello: ByteBuffer
+        do {
+            hello = try await gateway.hello(for: session)
+        } catch {
+            longPoll.remove(connection)
+            throw error
+        }
         var out = ByteBuffer()
         out.writeStaticString("{\"session\":")
         out.writeBytes(JSONValue.string(session.id).jsonBytes)

@@ -105,7 +105,16 @@ final class WebSocketConnection: SessionConnection, Sendable {
         do {
             let session = try gateway.open(identity: identity, device: device, transport: .websocket, remoteAddress: remoteAddress, connection: self)
             inbound.withLock { $0.session = session }
-            let hello = await gateway.hello(for: session)
+            let hello: ByteBuffer
+            do {
+                hello = try await gateway.hello(for: session)
+            } catch {
+                // No session without its `inbox_seq`: the client reconnects (1001) and asks again.
+                gateway.close(session)
+                _ = write(ServerFrame.error(error, ref: ref))
+                close(code: .goingAway, reason: error.message)
+                return false
+            }
             _ = write(withRef(hello, ref: ref))
             let early = inbound.withLock { state -> [ByteBuffer] in
                 defer { state.preHello = nil }
@@ -382,7 +391,7 @@ final class WebSocketConnection: SessionConnection, Sendable {
                 throw GatewayError.forbidden("a session cannot change its user")
             }
             session.tokenExpiresAt.store(identity.expiresAt ?? .max, ordering: .relaxed)
-            _ = write(withRef(await gateway.hello(for: session), ref: ref))
+            _ = write(withRef(try await gateway.hello(for: session), ref: ref))
             let handler = self.handler
             let expiresAt = identity.expiresAt
             channel.eventLoop.execute { handler.value.authenticated(expiresAt: expiresAt) }

@@ -31,6 +31,31 @@ struct FaultTests {
         await gateway.stop()
     }
 
+    /// A `hello` must carry the true `inbox_seq`: when the store cannot tell it, the session
+    /// is refused (`unavailable`, close 1001) rather than told 0, which a client would read as
+    /// its inbox going back. Long-poll gets 503 and no session.
+    @Test func noHelloWithoutTheInboxHead() async throws {
+        let gateway = try await TestGateway.start()
+        let (alice, _) = try await gateway.connect("alice")
+        alice.send(sendFrame(to: .user("bob"), body: "kept", id: "h1"))
+        #expect(try await alice.nextFrame()["type"]?.stringValue == "ack")
+        try await gateway.gateway.stores.messages.close()
+
+        let token = try await gateway.token("alice")
+        let (stream, status, _) = try await WebSocketStream.connect(port: gateway.port, headers: [("Authorization", "Bearer \(token)")])
+        #expect(status == 101)
+        let refused = try await stream.nextFrame()
+        #expect(refused["type"]?.stringValue == "error")
+        #expect(refused["code"]?.stringValue == "unavailable")
+        #expect(try await stream.closeCode() == 1001)
+        #expect(gateway.gateway.hub.sessions(of: "alice").count == 1)
+
+        let poll = try await gateway.request(.POST, "/v1/lp/open", token: token, body: "{}")
+        #expect(poll.status == 503, "\(poll.body)")
+        #expect(gateway.gateway.hub.sessions(of: "alice").count == 1)
+        await gateway.stop()
+    }
+
     @Test func aSlowStoreFillsTheCommitQueueAndSendsAreRefusedNotLost() async throws {
         let gateway = try await TestGateway.start(extra: "limits: { max_pending_commits: 4 }")
         gateway.bootstrap.faults.delayCommits(byMilliseconds: 300)
