@@ -193,37 +193,49 @@ public final class Gateway: Sendable {
 
     /// A `send` whose message is queued for the store; `complete` waits for the commit and
     /// answers the sender (ack, duplicate ack, or error), then runs the stages' `committed` hooks.
+    /// When the send came with an `ackSink`, the committer already answered, right after the
+    /// batch's deliveries (see `beginSend`), and `complete` only counts and runs the hooks.
     public struct PendingAck: Sendable {
         let ticket: CommitTicket
         let envelope: Envelope
         let pipeline: Pipeline
         let gateway: Gateway
+        /// Whether the committer writes the answer.
+        let answeredByCommitter: Bool
 
         public func complete(_ reply: (ByteBuffer) -> Void) async -> GatewayError? {
-            let frameRef = envelope.ref
-            let clientMsgID = envelope.clientMsgID ?? ""
             let outcome: CommitOutcome
             do {
                 outcome = try await ticket.value()
             } catch {
                 gateway.stats.messagesRejected.wrappingIncrement(ordering: .relaxed)
                 let clientError = GatewayError.from(error)
-                reply(ServerFrame.error(clientError, ref: frameRef))
+                if !answeredByCommitter { reply(ServerFrame.error(clientError, ref: envelope.ref)) }
                 return clientError
             }
-            switch outcome {
-            case .stored(let stored, let seqs):
+            if !answeredByCommitter {
+                reply(Gateway.answer(.success(outcome), ref: envelope.ref, clientMsgID: envelope.clientMsgID ?? "", sender: envelope.sender.user))
+            }
+            if case .stored = outcome {
                 gateway.stats.messagesAccepted.wrappingIncrement(ordering: .relaxed)
-                let seq = seqs.first(where: { $0.user == envelope.sender.user })?.seq
-                reply(ServerFrame.ack(ref: frameRef, id: stored.id, seq: seq, timestamp: stored.timestamp, clientMsgID: clientMsgID, duplicate: false))
                 await pipeline.committed(envelope, outcome: outcome)
-            case .duplicate(let original, let senderSeq):
-                reply(
-                    ServerFrame.ack(
-                        ref: frameRef, id: original.id, seq: senderSeq > 0 ? senderSeq : nil, timestamp: original.timestamp,
-                        clientMsgID: clientMsgID, duplicate: true))
             }
             return nil
+        }
+    }
+
+    /// The answer to a committed (or failed) `send`: its ack, duplicate ack, or error.
+    static func answer(_ result: Result<CommitOutcome, GatewayError>, ref: String?, clientMsgID: String, sender: String) -> ByteBuffer {
+        switch result {
+        case .success(.stored(let stored, let seqs)):
+            let seq = seqs.first(where: { $0.user == sender })?.seq
+            return ServerFrame.ack(ref: ref, id: stored.id, seq: seq, timestamp: stored.timestamp, clientMsgID: clientMsgID, duplicate: false)
+        case .success(.duplicate(let original, let senderSeq)):
+            return ServerFrame.ack(
+                ref: ref, id: original.id, seq: senderSeq > 0 ? senderSeq : nil, timestamp: original.timestamp, clientMsgID: clientMsgID,
+                duplicate: true)
+        case .failure(let error):
+            return ServerFrame.error(error, ref: ref)
         }
     }
 
@@ -232,7 +244,13 @@ public final class Gateway: Sendable {
     /// session still pass the stages and reach the store in order). Returns nil when the frame
     /// was already answered (a stage's reply, or a pipeline without `persist`); throws the error
     /// to answer with.
-    public func beginSend(_ frame: ClientFrame, principal: Principal, reply: (ByteBuffer) -> Void) async throws -> PendingAck? {
+    ///
+    /// With `ackSink`, the committer writes the answer to it as soon as the batch is committed,
+    /// right after the batch's deliveries (so an ack and the deliveries of its batch reach the
+    /// event loops together); `ackSink` must keep the session's frames in the order it gets them.
+    public func beginSend(
+        _ frame: ClientFrame, principal: Principal, reply: (ByteBuffer) -> Void, ackSink: (@Sendable (ByteBuffer) -> Void)? = nil
+    ) async throws -> PendingAck? {
         let request = try frame.sendRequest()
         var envelope = Envelope(
             kind: .send, sender: principal, ref: frame.ref, frame: frame.object, to: request.to, body: request.body,
@@ -274,7 +292,12 @@ public final class Gateway: Sendable {
         }
         let ticket: CommitTicket
         do {
-            let pending = PendingMessage(message: message, inboxes: recipients, originSession: principal.session, liveOnly: liveOnly)
+            var pending = PendingMessage(message: message, inboxes: recipients, originSession: principal.session, liveOnly: liveOnly)
+            if let ackSink {
+                let ref = frame.ref
+                let sender = principal.user
+                pending.answer = { result in ackSink(Gateway.answer(result, ref: ref, clientMsgID: clientMsgID, sender: sender)) }
+            }
             if pending.isFanoutOnRead {
                 // The sender's entry must follow the group's earlier messages still waiting for
                 // them, which the commit would otherwise materialize inside the shared group
@@ -286,7 +309,7 @@ public final class Gateway: Sendable {
             stats.messagesRejected.wrappingIncrement(ordering: .relaxed)
             throw error
         }
-        return PendingAck(ticket: ticket, envelope: envelope, pipeline: pipeline, gateway: self)
+        return PendingAck(ticket: ticket, envelope: envelope, pipeline: pipeline, gateway: self, answeredByCommitter: ackSink != nil)
     }
 
     /// Live delivery after a group commit, in commit order: each recipient's sessions get the

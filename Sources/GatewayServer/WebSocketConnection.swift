@@ -285,7 +285,8 @@ final class WebSocketConnection: SessionConnection, Sendable {
         guard frame.kind == .send else { return .notSend }
         gateway.stats.framesIn.wrappingIncrement(ordering: .relaxed)
         do {
-            guard let pending = try await gateway.beginSend(frame, principal: session.principal, reply: { _ = self.write($0) }) else {
+            let ackSink: @Sendable (ByteBuffer) -> Void = { [self] in _ = write($0) }
+            guard let pending = try await gateway.beginSend(frame, principal: session.principal, reply: { _ = self.write($0) }, ackSink: ackSink) else {
                 count(error: nil)
                 return .answered
             }

@@ -27,6 +27,8 @@ public final class EmbeddedStore: MessageStore, GroupStore, Sendable {
     let headCache = HeadCache()
     /// Members of recently used groups (see `GroupMembersCache`).
     let membersCache = GroupMembersCache()
+    /// Checkpoints the WAL off the commit path.
+    let checkpointer: BackgroundCheckpointer
     /// Guards whether `close()` has run; later calls fail with `unavailable`.
     private let closed = Mutex(false)
 
@@ -76,13 +78,14 @@ public final class EmbeddedStore: MessageStore, GroupStore, Sendable {
             // The writer's page cache (SQLite's default is 2 MB): the inbox and message b-trees'
             // upper levels stay in memory, so commits do not re-read them from the file.
             try db.execute(sql: "PRAGMA cache_size = -32768")
-            // Checkpoint after 32 MB of WAL rather than SQLite's 1,000 pages: the same hot
-            // leaves are rewritten by every batch, and a checkpoint copies each page once
-            // however many commits changed it.
+            // `BackgroundCheckpointer` checkpoints off the commit path; the writer's automatic
+            // checkpoint is the safety net, at 32 MB of WAL rather than SQLite's 1,000 pages.
             try db.execute(sql: "PRAGMA wal_autocheckpoint = \(Self.checkpointPages)")
         }
         try Self.migrator.migrate(pool)
 
+        self.checkpointer = try BackgroundCheckpointer(path: path)
+        checkpointer.start(every: .milliseconds(Self.checkpointIntervalMs))
         self.pool = pool
         self.path = path
         self.logger = logger
@@ -96,6 +99,7 @@ public final class EmbeddedStore: MessageStore, GroupStore, Sendable {
         if batch.isEmpty { return [] }
         let chunk = materializationChunk
         let cache = headCache
+        let checkpointer = self.checkpointer
         return try await writeWithoutTransaction { db in
             var heads = HeadCounter(cache: cache)
             var outcomes: [CommitOutcome] = []
@@ -105,6 +109,7 @@ public final class EmbeddedStore: MessageStore, GroupStore, Sendable {
             }
             // Committed: still on the writer, before any other write can move a head.
             cache.merge(heads.committed)
+            checkpointer.noteCommit()
             return outcomes
         }
     }
@@ -198,6 +203,7 @@ public final class EmbeddedStore: MessageStore, GroupStore, Sendable {
             return closed
         }
         if alreadyClosed { return }
+        await checkpointer.stop()
         do {
             try pool.close()
         } catch {
@@ -212,8 +218,11 @@ public final class EmbeddedStore: MessageStore, GroupStore, Sendable {
 
     /// The page size of a new database file.
     static let pageSize = 1024
-    /// WAL frames (pages) after which a commit checkpoints: 32 MB with 1 KiB pages.
+    /// WAL frames (pages) after which a commit checkpoints itself: 32 MB with 1 KiB pages
+    /// (normally the background checkpoint keeps the WAL far below).
     static let checkpointPages = 32_768
+    /// How often the background checkpoint runs (when something was committed).
+    static let checkpointIntervalMs = 200
 
     /// Runs `body` in one write transaction; SQLite failures become `unavailable` where the
     /// client should retry.

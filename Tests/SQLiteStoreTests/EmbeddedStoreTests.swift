@@ -151,6 +151,29 @@ struct EmbeddedStoreTests {
         }
     }
 
+    /// Commits do not checkpoint (the writer's threshold is far off): the background
+    /// checkpoint copies the WAL into the database file on its own connection.
+    @Test func theWALIsCheckpointedInTheBackground() async throws {
+        try await withStore { store, path in
+            func fileSize() -> Int { ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? 0 }
+            for n in 0..<20 {
+                _ = try await store.commit((0..<50).map { direct(UInt64(1 + n * 50 + $0), from: "u\($0)", to: "v\($0)") })
+            }
+            let frames = try await store.pool.writeWithoutTransaction { db in
+                try Int.fetchOne(db, sql: "PRAGMA wal_autocheckpoint")
+            }
+            #expect(frames == EmbeddedStore.checkpointPages)
+            // Only a checkpoint grows the database file past the empty schema (about 20 pages):
+            // wait for the messages' pages to arrive there.
+            let deadline = ContinuousClock.now + .seconds(10)
+            while fileSize() < 64 * EmbeddedStore.pageSize, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(fileSize() >= 64 * EmbeddedStore.pageSize, "database file \(fileSize()) bytes")
+            #expect(try await store.statistics().messages == 1_000)
+        }
+    }
+
     @Test func aFailingBatchStoresNothing() async throws {
         try await withStore { store, _ in
             _ = try await store.commit([direct(100, from: "alice", to: "bob")])

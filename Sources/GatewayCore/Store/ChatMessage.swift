@@ -39,6 +39,9 @@ public struct PendingMessage: Sendable {
     /// read it (`inbox`, `inboxHead`). Non-empty makes the store keep a group message as
     /// fanout-on-read; `inboxes` then holds only the sender. See docs/GROUPS.md.
     public var liveOnly: [String]
+    /// Answers the sender, called by the committer with what the store did (after the batch's
+    /// deliveries, before the commit's waiter resumes); nil when the waiter answers.
+    public var answer: (@Sendable (Result<CommitOutcome, GatewayError>) -> Void)?
 
     public init(message: StoredMessage, inboxes: [String], originSession: String? = nil, liveOnly: [String] = []) {
         self.message = message

@@ -5,7 +5,8 @@ import Synchronization
 ///
 /// Callers queue a message and wait. Whoever finds the committer idle starts a flush task that
 /// takes everything queued (up to `maxBatch`), commits it in one `MessageStore.commit`, then,
-/// still in commit order, hands the batch to `delivery` (live fanout) and resumes the callers.
+/// still in commit order, hands the batch to `delivery` (live fanout), calls each message's
+/// `answer` (the sender's ack, when the sender asked for it so), and resumes the callers.
 /// Delivering in commit order is what keeps live delivery to a session in inbox `seq` order.
 /// The queue is bounded: past `maxPending` waiting messages a send fails with `unavailable`.
 public final class Committer: Sendable {
@@ -116,6 +117,7 @@ public final class Committer: Sendable {
                 let outcomes = try await store.commit(pending)
                 delivery(pending, outcomes)
                 for (waiter, outcome) in zip(batch, outcomes) {
+                    waiter.pending.answer?(.success(outcome))
                     waiter.ticket.fulfill(.success(outcome))
                 }
             } catch {
@@ -123,6 +125,7 @@ public final class Committer: Sendable {
                 let answer: GatewayError = clientError.code == .internal ? .unavailable("the store failed; nothing was stored") : clientError
                 logger.error("store commit failed", metadata: ["error": "\(error)", "gateway.batch": "\(batch.count)"])
                 for waiter in batch {
+                    waiter.pending.answer?(.failure(answer))
                     waiter.ticket.fulfill(.failure(answer))
                 }
             }
@@ -214,7 +217,9 @@ public final class CommitTicket: Sendable {
 
     /// Waits for the commit: what the store did with the message, or why nothing was stored.
     public func value() async throws -> CommitOutcome {
-        try await withCheckedThrowingContinuation { continuation in
+        // Already committed (a pipelining session often finds it so): no suspension.
+        if let ready = state.withLock({ $0.result }) { return try ready.get() }
+        return try await withCheckedThrowingContinuation { continuation in
             let ready: Result<CommitOutcome, GatewayError>? = state.withLock { state in
                 if let result = state.result { return result }
                 state.waiter = continuation
