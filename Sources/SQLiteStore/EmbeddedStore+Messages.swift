@@ -28,11 +28,11 @@ extension EmbeddedStore {
     /// are materialized first (`chunk` at a time), and other members who have some waiting are
     /// held back and get this message by fanout-on-read too, in order.
     static func commit(_ batch: [PendingMessage], chunk: Int = 10_000, heads: inout HeadCounter, in db: Database) throws -> [CommitOutcome] {
-        let insertMessage = try db.cachedStatement(sql: """
+        let insertMessage = BoundStatement(try db.cachedStatement(sql: """
             INSERT INTO messages(id, conversation, sender, to_kind, to_id, client_msg_id, ts, body, attachments, sender_seq, fanout_on_read)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT(sender, client_msg_id) DO NOTHING
-            """)
+            """))
 
         var outcomes: [CommitOutcome] = []
         outcomes.reserveCapacity(batch.count)
@@ -64,10 +64,18 @@ extension EmbeddedStore {
                 case .user(let peer): (.user, peer)
                 case .group(let group): (.group, group)
                 }
-            try insertMessage.execute(arguments: [
-                id, message.conversation, message.from, kind.rawValue, recipient, message.clientMsgID,
-                message.timestamp, Data(message.body), message.attachments.map { Data($0) }, senderSeq, fanoutOnRead ? 1 : 0,
-            ])
+            insertMessage.bind(1, id)
+            insertMessage.bind(2, message.conversation)
+            insertMessage.bind(3, message.from)
+            insertMessage.bind(4, kind.rawValue)
+            insertMessage.bind(5, recipient)
+            insertMessage.bind(6, message.clientMsgID)
+            insertMessage.bind(7, message.timestamp)
+            insertMessage.bind(8, bytes: message.body)
+            insertMessage.bind(9, bytes: message.attachments)
+            insertMessage.bind(10, senderSeq)
+            insertMessage.bind(11, fanoutOnRead ? 1 : 0)
+            try insertMessage.execute(in: db)
             if db.changesCount == 0 {
                 guard let original = try original(sender: message.from, clientMsgID: message.clientMsgID, in: db) else {
                     throw DatabaseError(resultCode: .SQLITE_INTERNAL, message: "a message insert did nothing, and there is no duplicate")
@@ -157,29 +165,34 @@ struct InboxRows {
         var index = 0
         let full = Self.rowsPerStatement
         if rows.count >= full {
-            let statement = try db.cachedStatement(sql: Self.sql(rows: full))
-            var arguments: [any DatabaseValueConvertible] = []
-            arguments.reserveCapacity(full * 3)
+            let statement = BoundStatement(try db.cachedStatement(sql: Self.fullSQL))
             while rows.count - index >= full {
-                arguments.removeAll(keepingCapacity: true)
+                var parameter: Int32 = 1
                 for row in rows[index..<(index + full)] {
-                    arguments.append(row.user)
-                    arguments.append(row.seq)
-                    arguments.append(row.messageID)
+                    statement.bind(parameter, row.user)
+                    statement.bind(parameter + 1, row.seq)
+                    statement.bind(parameter + 2, row.messageID)
+                    parameter += 3
                 }
-                try statement.execute(arguments: StatementArguments(arguments))
+                try statement.execute(in: db)
                 index += full
             }
         }
         if index < rows.count {
-            let single = try db.cachedStatement(sql: Self.sql(rows: 1))
+            let single = BoundStatement(try db.cachedStatement(sql: Self.singleSQL))
             for row in rows[index...] {
-                try single.execute(arguments: [row.user, row.seq, row.messageID])
+                single.bind(1, row.user)
+                single.bind(2, row.seq)
+                single.bind(3, row.messageID)
+                try single.execute(in: db)
             }
         }
         inserted += Int64(rows.count)
         rows.removeAll(keepingCapacity: true)
     }
+
+    static let fullSQL = sql(rows: rowsPerStatement)
+    static let singleSQL = sql(rows: 1)
 
     static func sql(rows: Int) -> String {
         "INSERT INTO inbox(user, seq, message_id) VALUES " + Array(repeating: "(?, ?, ?)", count: rows).joined(separator: ", ")
