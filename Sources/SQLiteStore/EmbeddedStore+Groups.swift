@@ -24,22 +24,26 @@ extension EmbeddedStore {
 
     /// From `membersCache` when it has the group (every group send asks), else from the table.
     public func members(of group: String) async throws -> [String]? {
+        try await cachedMembers(of: group)?.list
+    }
+
+    /// From `membersCache` too: the `auth` stage asks it for every group send.
+    public func isMember(_ user: String, of group: String) async throws -> Bool {
+        try await cachedMembers(of: group)?.set.contains(user) ?? false
+    }
+
+    private func cachedMembers(of group: String) async throws -> GroupMembersCache.Members? {
         if let cached = membersCache.members(of: group) { return cached }
         let generation = membersCache.generation
-        let members = try await read { db -> [String]? in
+        let list = try await read { db -> [String]? in
             let exists = try db.cachedStatement(sql: "SELECT 1 FROM chat_groups WHERE id = ?")
             guard try Bool.fetchOne(exists, arguments: [group]) != nil else { return nil }
             return try Self.members(of: group, in: db)
         }
-        if let members { membersCache.remember(members, of: group, readAt: generation) }
+        guard let list else { return nil }
+        let members = GroupMembersCache.Members(list)
+        membersCache.remember(members, of: group, readAt: generation)
         return members
-    }
-
-    public func isMember(_ user: String, of group: String) async throws -> Bool {
-        try await read { db in
-            let statement = try db.cachedStatement(sql: "SELECT 1 FROM group_members WHERE group_id = ? AND user = ?")
-            return try Bool.fetchOne(statement, arguments: [group, user]) != nil
-        }
     }
 
     /// The groups `user` belongs to, sorted by id.
@@ -136,43 +140,60 @@ extension EmbeddedStore {
     }
 }
 
-/// Members of recently used groups, as committed: a group send resolves its recipients without
-/// a read. A membership change forgets the group once its transaction is over; a read that
-/// overlapped a change (the generation moved) is not remembered, so the cache never brings back
-/// a list older than the last change. Past `capacity` groups it starts afresh.
+/// Members of recently used groups, as committed: a group send resolves its recipients, and
+/// the `auth` stage checks the sender's membership, without a read. A membership change
+/// forgets the group once its transaction is over; a read that overlapped a change (the
+/// generation moved) is not remembered, so the cache never brings back a list older than the
+/// last change. Past `capacity` members in all it starts afresh.
 final class GroupMembersCache: Sendable {
+    /// A group's members in order, and as a set for membership checks.
+    final class Members: Sendable {
+        let list: [String]
+        let set: Set<String>
+
+        init(_ list: [String]) {
+            self.list = list
+            self.set = Set(list)
+        }
+    }
+
     private struct State {
-        var members: [String: [String]] = [:]
+        var groups: [String: Members] = [:]
+        var memberCount = 0
         var generation: UInt64 = 0
     }
 
-    /// Guards the lists and the generation.
+    /// Guards the groups and the generation.
     private let state = Mutex(State())
     let capacity: Int
 
-    init(capacity: Int = 10_000) {
+    init(capacity: Int = 500_000) {
         self.capacity = max(1, capacity)
     }
 
-    func members(of group: String) -> [String]? {
-        state.withLock { $0.members[group] }
+    func members(of group: String) -> Members? {
+        state.withLock { $0.groups[group] }
     }
 
     /// Changes with every `forget`: read it before reading the table.
     var generation: UInt64 { state.withLock { $0.generation } }
 
-    func remember(_ members: [String], of group: String, readAt generation: UInt64) {
+    func remember(_ members: Members, of group: String, readAt generation: UInt64) {
         state.withLock { state in
             guard state.generation == generation else { return }
-            if state.members.count >= capacity { state.members.removeAll(keepingCapacity: true) }
-            state.members[group] = members
+            if state.memberCount + members.list.count > capacity {
+                state.groups.removeAll(keepingCapacity: true)
+                state.memberCount = 0
+            }
+            state.memberCount += members.list.count - (state.groups[group]?.list.count ?? 0)
+            state.groups[group] = members
         }
     }
 
     func forget(_ group: String) {
         state.withLock { state in
             state.generation &+= 1
-            state.members[group] = nil
+            if let removed = state.groups.removeValue(forKey: group) { state.memberCount -= removed.list.count }
         }
     }
 }

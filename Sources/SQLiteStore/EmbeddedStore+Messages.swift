@@ -251,11 +251,13 @@ struct HeadCounter {
     }
 
     private static func write(_ user: String, _ seq: Int64, in db: Database) throws {
-        let set = try db.cachedStatement(sql: """
+        let set = BoundStatement(try db.cachedStatement(sql: """
             INSERT INTO inbox_heads(user, seq) VALUES (?, ?)
             ON CONFLICT(user) DO UPDATE SET seq = excluded.seq
-            """)
-        try set.execute(arguments: [user, seq])
+            """))
+        set.bind(1, user)
+        set.bind(2, seq)
+        try set.execute(in: db)
     }
 }
 

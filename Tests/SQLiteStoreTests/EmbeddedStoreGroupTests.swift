@@ -29,6 +29,25 @@ struct EmbeddedStoreGroupTests {
         }
     }
 
+    /// Sends read members and membership from a cache: every change must show at once.
+    @Test func cachedMembershipFollowsEveryChange() async throws {
+        try await withStore { store, _ in
+            #expect(try await store.members(of: "g_1") == nil)
+            #expect(try await store.isMember("alice", of: "g_1") == false)
+            try await store.createGroup(GroupInfo(id: "g_1", name: "Team", owner: "alice", members: ["alice", "bob"], createdAt: 1))
+            #expect(try await store.members(of: "g_1") == ["alice", "bob"])
+            #expect(try await store.isMember("bob", of: "g_1"))
+            #expect(try await store.isMember("carol", of: "g_1") == false)
+            _ = try await store.updateMembers(of: "g_1", add: ["carol"], remove: ["bob"])
+            #expect(try await store.members(of: "g_1") == ["alice", "carol"])
+            #expect(try await store.isMember("bob", of: "g_1") == false)
+            #expect(try await store.isMember("carol", of: "g_1"))
+            // A failed change (no such group) changes nothing that was cached.
+            await #expect(throws: (any Error).self) { _ = try await store.updateMembers(of: "g_2", add: ["x"], remove: []) }
+            #expect(try await store.members(of: "g_1") == ["alice", "carol"])
+        }
+    }
+
     @Test func groupsOfAUserAreSortedById() async throws {
         try await withStore { store, _ in
             let b = GroupInfo(id: "g_b", name: "B", owner: "alice", members: ["alice", "bob"], createdAt: 1)
