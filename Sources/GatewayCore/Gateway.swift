@@ -195,13 +195,23 @@ public final class Gateway: Sendable {
     /// answers the sender (ack, duplicate ack, or error), then runs the stages' `committed` hooks.
     /// When the send came with an `ackSink`, the committer already answered, right after the
     /// batch's deliveries (see `beginSend`), and `complete` only counts and runs the hooks.
-    public struct PendingAck: Sendable {
+    /// (A class: a session keeps its pending sends in a window, and a reference is one retain
+    /// per move where the struct retained each of its fields.)
+    public final class PendingAck: Sendable {
         let ticket: CommitTicket
         let envelope: Envelope
         let pipeline: Pipeline
         let gateway: Gateway
         /// Whether the committer writes the answer.
         let answeredByCommitter: Bool
+
+        init(ticket: CommitTicket, envelope: Envelope, pipeline: Pipeline, gateway: Gateway, answeredByCommitter: Bool) {
+            self.ticket = ticket
+            self.envelope = envelope
+            self.pipeline = pipeline
+            self.gateway = gateway
+            self.answeredByCommitter = answeredByCommitter
+        }
 
         public func complete(_ reply: (ByteBuffer) -> Void) async -> GatewayError? {
             let outcome: CommitOutcome

@@ -12,15 +12,13 @@ import Synchronization
 public final class Committer: Sendable {
     public typealias Delivery = @Sendable (_ batch: [PendingMessage], _ outcomes: [CommitOutcome]) -> Void
 
-    struct Waiter {
-        let pending: PendingMessage
-        let ticket: CommitTicket
-    }
-
     struct State {
         /// The highest message id queued so far: ids are queued in increasing order.
         var lastQueuedID: UInt64 = 0
-        var queue: [Waiter] = []
+        /// Queued messages, and their tickets at the same index (two arrays, so that a flush
+        /// takes the messages as they are, without copying each).
+        var queue: [PendingMessage] = []
+        var tickets: [CommitTicket] = []
         var flushing = false
         var closed = false
         var idleWaiters: [CheckedContinuation<Void, Never>] = []
@@ -74,7 +72,8 @@ public final class Committer: Sendable {
                     pending.message.id = ids.nextID(after: state.lastQueuedID)
                 }
                 state.lastQueuedID = max(state.lastQueuedID, pending.message.id)
-                state.queue.append(Waiter(pending: pending, ticket: ticket))
+                state.queue.append(pending)
+                state.tickets.append(ticket)
                 if state.flushing { return .none }
                 state.flushing = true
                 return .flush
@@ -94,39 +93,45 @@ public final class Committer: Sendable {
 
     private func flush() async {
         while true {
-            let batch: [Waiter] = state.withLock { state in
+            let (pending, tickets): ([PendingMessage], [CommitTicket]) = state.withLock { state in
                 if state.queue.isEmpty {
                     state.flushing = false
                     let idle = state.idleWaiters
                     state.idleWaiters = []
                     for waiter in idle { waiter.resume() }
-                    return []
+                    return ([], [])
                 }
                 if state.queue.count <= maxBatch {
-                    defer { state.queue = [] }
-                    return state.queue
+                    defer {
+                        state.queue = []
+                        state.tickets = []
+                    }
+                    return (state.queue, state.tickets)
                 }
-                let head = Array(state.queue.prefix(maxBatch))
+                let head = (Array(state.queue.prefix(maxBatch)), Array(state.tickets.prefix(maxBatch)))
                 state.queue.removeFirst(maxBatch)
+                state.tickets.removeFirst(maxBatch)
                 return head
             }
-            if batch.isEmpty { return }
-            let pending = batch.map(\.pending)
+            if pending.isEmpty { return }
             do {
                 try await faults.beforeCommit()
                 let outcomes = try await store.commit(pending)
+                guard outcomes.count == pending.count else {
+                    throw GatewayError(.internal, "the store answered \(outcomes.count) outcomes for \(pending.count) messages")
+                }
                 delivery(pending, outcomes)
-                for (waiter, outcome) in zip(batch, outcomes) {
-                    waiter.pending.answer?(.success(outcome))
-                    waiter.ticket.fulfill(.success(outcome))
+                for index in outcomes.indices {
+                    pending[index].answer?(.success(outcomes[index]))
+                    tickets[index].fulfill(.success(outcomes[index]))
                 }
             } catch {
                 let clientError = GatewayError.from(error)
                 let answer: GatewayError = clientError.code == .internal ? .unavailable("the store failed; nothing was stored") : clientError
-                logger.error("store commit failed", metadata: ["error": "\(error)", "gateway.batch": "\(batch.count)"])
-                for waiter in batch {
-                    waiter.pending.answer?(.failure(answer))
-                    waiter.ticket.fulfill(.failure(answer))
+                logger.error("store commit failed", metadata: ["error": "\(error)", "gateway.batch": "\(pending.count)"])
+                for index in pending.indices {
+                    pending[index].answer?(.failure(answer))
+                    tickets[index].fulfill(.failure(answer))
                 }
             }
         }
