@@ -227,30 +227,26 @@ public final class EmbeddedStore: MessageStore, GroupStore, Sendable {
     /// Runs `body` in one write transaction; SQLite failures become `unavailable` where the
     /// client should retry.
     func write<T: Sendable>(_ body: @Sendable (Database) throws -> T) async throws -> T {
-        try checkOpen()
-        do {
-            return try await pool.write(body)
-        } catch {
-            throw Self.storeError(error)
-        }
+        try await access { try await pool.write(body) }
     }
 
     /// Runs `body` on the writer outside a transaction (it opens its own); failures map as
     /// `write`'s do.
     func writeWithoutTransaction<T: Sendable>(_ body: @Sendable (Database) throws -> T) async throws -> T {
-        try checkOpen()
-        do {
-            return try await pool.writeWithoutTransaction(body)
-        } catch {
-            throw Self.storeError(error)
-        }
+        try await access { try await pool.writeWithoutTransaction(body) }
     }
 
     /// Runs `body` on a reader connection, in a snapshot of the last commit.
     func read<T: Sendable>(_ body: @Sendable (Database) throws -> T) async throws -> T {
+        try await access { try await pool.read(body) }
+    }
+
+    /// Runs one access of the pool if the store is open, mapping SQLite's failures to the
+    /// gateway's errors.
+    private func access<T: Sendable>(_ operation: () async throws -> T) async throws -> T {
         try checkOpen()
         do {
-            return try await pool.read(body)
+            return try await operation()
         } catch {
             throw Self.storeError(error)
         }
