@@ -33,6 +33,7 @@ struct Serve: AsyncParsableCommand {
     var config = "config.yaml"
 
     func run() async throws {
+        EventLoopSizing.apply()
         let configuration = try loadConfiguration(config)
         let level = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:))
             ?? Logger.Level(rawValue: configuration.logging.level) ?? .info
