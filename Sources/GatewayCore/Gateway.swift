@@ -302,12 +302,14 @@ public final class Gateway: Sendable {
         }
         let ticket: CommitTicket
         do {
-            var pending = PendingMessage(message: message, inboxes: recipients, originSession: principal.session, liveOnly: liveOnly)
+            var answer: (@Sendable (Result<CommitOutcome, GatewayError>) -> Void)?
             if let ackSink {
                 let ref = frame.ref
                 let sender = principal.user
-                pending.answer = { result in ackSink(Gateway.answer(result, ref: ref, clientMsgID: clientMsgID, sender: sender)) }
+                answer = { result in ackSink(Gateway.answer(result, ref: ref, clientMsgID: clientMsgID, sender: sender)) }
             }
+            let pending = PendingMessage(
+                message: message, inboxes: recipients, originSession: principal.session, liveOnly: liveOnly, answer: answer)
             if pending.isFanoutOnRead {
                 // The sender's entry must follow the group's earlier messages still waiting for
                 // them, which the commit would otherwise materialize inside the shared group

@@ -69,7 +69,7 @@ public final class Committer: Sendable {
                 if state.queue.count >= maxPending { return .reject(.unavailable("the store is behind; retry shortly", retryAfterMs: 200)) }
                 var pending = pending
                 if pending.message.id <= state.lastQueuedID, let ids {
-                    pending.message.id = ids.nextID(after: state.lastQueuedID)
+                    pending = pending.with(id: ids.nextID(after: state.lastQueuedID))
                 }
                 state.lastQueuedID = max(state.lastQueuedID, pending.message.id)
                 state.queue.append(pending)
