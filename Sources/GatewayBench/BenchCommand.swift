@@ -46,6 +46,9 @@ public struct BenchCommand: AsyncParsableCommand {
     @Option(name: .customLong("group-size"), help: "Members per group (fanout; default 20).")
     var groupSize: Int?
 
+    @Flag(name: .customLong("fanout-on-read"), help: "fanout: also measure a gateway serving the groups fanout-on-read (docs/GROUPS.md).")
+    var fanoutOnRead = false
+
     @Option(name: .customLong("body-bytes"), help: "Bytes of each message body (default 100).")
     var bodyBytes: Int = 100
 
@@ -93,6 +96,7 @@ public struct BenchCommand: AsyncParsableCommand {
         p.rate = rate
         p.groups = groups
         p.groupSize = groupSize
+        p.fanoutOnRead = fanoutOnRead
         p.bodyBytes = bodyBytes
         p.url = url
         p.jwtSecret = jwtSecret

@@ -39,6 +39,8 @@ public struct BenchParameters: Sendable, Equatable {
     public var groups: Int?
     /// Members per group (`fanout`). Default 20.
     public var groupSize: Int?
+    /// `fanout`: also measure a gateway that serves the groups fanout-on-read (docs/GROUPS.md).
+    public var fanoutOnRead = false
     /// Bytes of each message's `body` JSON. Default 100.
     public var bodyBytes: Int = 100
     /// A running gateway's WebSocket URL (`ws://host:port/v1/ws`) instead of a child gateway.
@@ -77,6 +79,10 @@ public struct BenchParameters: Sendable, Equatable {
     public var effectiveConnections: Int { connections ?? 10_000 }
     /// `storm` always sends at a fixed rate: a light load that is in flight when the gateway dies.
     public var effectiveRate: Double? { scenario == .storm ? (rate ?? 1_000) : rate }
+    /// `fanout --fanout-on-read`: the `fanout` stage's `fanout_on_read_above` of the extra
+    /// gateway (its smallest value), so that every group of the run is served fanout-on-read.
+    public static let fanoutOnReadAbove = 2
+
     /// Senders per group in `fanout`.
     public static let sendersPerGroup = 2
 
@@ -84,7 +90,7 @@ public struct BenchParameters: Sendable, Equatable {
     static func accepted(_ scenario: BenchScenario) -> Set<String> {
         switch scenario {
         case .relay, .durable, .longpoll: ["--pairs", "--window", "--rate", "--body-bytes"]
-        case .fanout: ["--groups", "--group-size", "--window", "--rate", "--body-bytes"]
+        case .fanout: ["--groups", "--group-size", "--window", "--rate", "--body-bytes", "--fanout-on-read"]
         case .idle: ["--connections"]
         case .storm: ["--connections", "--rate", "--body-bytes"]
         }
@@ -99,6 +105,7 @@ public struct BenchParameters: Sendable, Equatable {
         if rate != nil { given.append("--rate") }
         if groups != nil { given.append("--groups") }
         if groupSize != nil { given.append("--group-size") }
+        if fanoutOnRead { given.append("--fanout-on-read") }
         if bodyBytes != 100 { given.append("--body-bytes") }
         let accepted = Self.accepted(scenario)
         for option in given where !accepted.contains(option) {
@@ -113,6 +120,11 @@ public struct BenchParameters: Sendable, Equatable {
         if let groups { try Self.check((1...10_000).contains(groups), "--groups must be 1...10000 (was \(groups))") }
         if let groupSize {
             try Self.check((Self.sendersPerGroup...500).contains(groupSize), "--group-size must be \(Self.sendersPerGroup)...500 (was \(groupSize))")
+        }
+        if fanoutOnRead {
+            try Self.check(
+                effectiveGroupSize > Self.fanoutOnReadAbove,
+                "--fanout-on-read needs groups of more than \(Self.fanoutOnReadAbove) members (--group-size was \(effectiveGroupSize))")
         }
         if let connections {
             let minimum = scenario == .storm ? 2 : 1

@@ -42,6 +42,9 @@ public struct BenchRunner: Sendable {
             kinds.append(.gateway(durability: "full"))
         }
         if parameters.scenario == .durable { kinds.append(.gateway(durability: "relaxed")) }
+        if parameters.scenario == .fanout, parameters.fanoutOnRead {
+            kinds.append(.gateway(durability: "full", fanoutOnReadAbove: BenchParameters.fanoutOnReadAbove))
+        }
         if !parameters.skipBaseline { kinds.append(.baseline) }
 
         var results: [[Measurement]] = []
@@ -79,7 +82,10 @@ public struct BenchRunner: Sendable {
             case .baseline:
                 report.baseline = figures
                 name = "baseline"
-            case .gateway(let durability) where durability != "full":
+            case .gateway(_, _?):
+                report.others.append((key: "gateway_fanout_on_read", label: "gw on read", figures: figures))
+                name = "gateway_fanout_on_read"
+            case .gateway(let durability, nil) where durability != "full":
                 report.others.append((key: "gateway_\(durability)", label: "gw \(durability)", figures: figures))
                 name = "gateway_\(durability)"
             default:
@@ -96,6 +102,12 @@ public struct BenchRunner: Sendable {
             let full = report.gateway["msgs_per_s"], relaxed > 0
         {
             report.notes.append(String(format: "durable: full durability delivers %.3f× the msgs/s of relaxed", full / relaxed))
+        }
+        if parameters.scenario == .fanout, let onRead = report.others.first(where: { $0.key == "gateway_fanout_on_read" })?.figures["msgs_per_s"],
+            let written = report.gateway["msgs_per_s"], written > 0
+        {
+            report.notes.append(
+                String(format: "fanout: fanout-on-read (groups above %d members) delivers %.3f× the deliveries/s of write fanout", BenchParameters.fanoutOnReadAbove, onRead / written))
         }
         return report
     }

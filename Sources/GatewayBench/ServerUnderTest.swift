@@ -4,8 +4,9 @@ import Synchronization
 
 /// Which server a measurement runs against.
 enum ServerKind: Sendable, Equatable {
-    /// A `chatgate serve` child on a fresh temporary config and store.
-    case gateway(durability: String)
+    /// A `chatgate serve` child on a fresh temporary config and store; with
+    /// `fanoutOnReadAbove`, its `fanout` stage serves larger groups fanout-on-read.
+    case gateway(durability: String, fanoutOnReadAbove: Int? = nil)
     /// The raw relay baseline child (`chatgate bench --serve-baseline`).
     case baseline
     /// A gateway someone else runs (`--url`).
@@ -13,7 +14,8 @@ enum ServerKind: Sendable, Equatable {
 
     var label: String {
         switch self {
-        case .gateway(let durability): durability == "full" ? "gateway" : "gateway (\(durability))"
+        case .gateway(_, let above?): "gateway (fanout-on-read above \(above))"
+        case .gateway(let durability, nil): durability == "full" ? "gateway" : "gateway (\(durability))"
         case .baseline: "baseline"
         case .external: "gateway (--url)"
         }
@@ -60,15 +62,15 @@ final class ServerUnderTest: Sendable {
             return ServerUnderTest(
                 kind: kind, binary: binary, cpu: cpu, directory: nil, secret: Self.randomSecret(), child: child,
                 target: TargetURL(host: "127.0.0.1", port: ports.public))
-        case .gateway(let durability):
+        case .gateway(let durability, let fanoutOnReadAbove):
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent("chatgate-bench-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             let secret = Self.randomSecret()
-            try Self.writeConfig(directory: directory, port: 0, secret: secret, durability: durability)
+            try Self.writeConfig(directory: directory, port: 0, secret: secret, durability: durability, fanoutOnReadAbove: fanoutOnReadAbove)
             do {
                 let (child, port) = try await Self.launchGateway(binary: binary, directory: directory, cpu: cpu)
                 // A restart must come back on the same port: pin it in the config now.
-                try Self.writeConfig(directory: directory, port: port, secret: secret, durability: durability)
+                try Self.writeConfig(directory: directory, port: port, secret: secret, durability: durability, fanoutOnReadAbove: fanoutOnReadAbove)
                 return ServerUnderTest(
                     kind: kind, binary: binary, cpu: cpu, directory: directory, secret: secret, child: child,
                     target: TargetURL(host: "127.0.0.1", port: port))
@@ -161,8 +163,9 @@ final class ServerUnderTest: Sendable {
     /// The bench's gateway config: `config.yaml`'s defaults and default pipeline, on loopback,
     /// with a fresh store and secret. `max_pending_commits` and the connection limits are the
     /// defaults too: the bench measures what a user gets.
-    static func configText(directory: URL, port: Int, secret: String, durability: String) -> String {
-        """
+    static func configText(directory: URL, port: Int, secret: String, durability: String, fanoutOnReadAbove: Int? = nil) -> String {
+        let fanoutSettings = fanoutOnReadAbove.map { "\n    settings: { fanout_on_read_above: \($0) }" } ?? ""
+        return """
         # Written by `chatgate bench` for one run.
         node: { id: bench-node, worker_id: 1 }
         listen:
@@ -178,13 +181,13 @@ final class ServerUnderTest: Sendable {
             settings: { hs256_secret: "\(secret)", leeway_s: 30 }
           - stage: id
           - stage: persist
-          - stage: fanout
+          - stage: fanout\(fanoutSettings)
 
         """
     }
 
-    private static func writeConfig(directory: URL, port: Int, secret: String, durability: String) throws {
-        let text = configText(directory: directory, port: port, secret: secret, durability: durability)
+    private static func writeConfig(directory: URL, port: Int, secret: String, durability: String, fanoutOnReadAbove: Int?) throws {
+        let text = configText(directory: directory, port: port, secret: secret, durability: durability, fanoutOnReadAbove: fanoutOnReadAbove)
         try text.write(to: directory.appendingPathComponent("bench.yaml"), atomically: true, encoding: .utf8)
     }
 

@@ -32,6 +32,8 @@ struct ParameterTests {
         (["relay", "--warmup=-1"], "--warmup must be 0...600 seconds (was -1.0)"),
         (["fanout", "--group-size", "1"], "--group-size must be 2...500 (was 1)"),
         (["fanout", "--groups", "0"], "--groups must be 1...10000 (was 0)"),
+        (["fanout", "--fanout-on-read", "--group-size", "2"], "--fanout-on-read needs groups of more than 2 members (--group-size was 2)"),
+        (["relay", "--fanout-on-read"], "--fanout-on-read does not apply to 'relay' (it is for fanout)"),
         (["idle", "--connections", "0"], "--connections must be 1...1000000 (was 0)"),
         (["storm", "--connections", "1"], "--connections must be 2...1000000 (was 1)"),
         (["relay", "--body-bytes", "10"], "--body-bytes must be 64...60000 (was 10)"),

@@ -68,6 +68,38 @@ struct SmokeTests {
         #expect((report.gateway["msgs_per_s"] ?? 0) > (report.gateway["sent_per_s"] ?? 0))
     }
 
+    /// `--fanout-on-read` adds a gateway whose `fanout` stage serves every group of the run
+    /// fanout-on-read: its config says so (as `check-config` reads it) and it delivers.
+    @Test func fanoutAgainstFanoutOnRead() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("bench-config-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let config = directory.appendingPathComponent("bench.yaml")
+        try ServerUnderTest.configText(
+            directory: directory, port: 0, secret: String(repeating: "s", count: 48), durability: "full",
+            fanoutOnReadAbove: BenchParameters.fanoutOnReadAbove
+        ).write(to: config, atomically: true, encoding: .utf8)
+        let check = Process()
+        check.executableURL = URL(fileURLWithPath: Self.binary)
+        check.arguments = ["check-config", config.path]
+        let output = Pipe()
+        check.standardOutput = output
+        try check.run()
+        let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        check.waitUntilExit()
+        #expect(check.terminationStatus == 0, "\(printed)")
+        #expect(printed.contains("fanout (fanout) on [send] {\"fanout_on_read_above\":\(BenchParameters.fanoutOnReadAbove)}"), "\(printed)")
+
+        let report = try await BenchRunner(
+            parameters: Self.parameters(.fanout) { $0.groups = 2; $0.groupSize = 3; $0.window = 2; $0.fanoutOnRead = true }
+        ).run()
+        try Self.expectTraffic(report)
+        #expect(report.others.map(\.key) == ["gateway_fanout_on_read"])
+        let onRead = try #require(report.others.first?.figures)
+        #expect((onRead["msgs_per_s"] ?? 0) > (onRead["sent_per_s"] ?? 0))
+        #expect(report.notes.contains { $0.hasPrefix("fanout: fanout-on-read") })
+    }
+
     @Test func idle() async throws {
         let report = try await BenchRunner(parameters: Self.parameters(.idle) { $0.connections = 30; $0.duration = 1 }).run()
         let baseline = try #require(report.baseline)
