@@ -18,7 +18,8 @@ public struct BenchReport: Sendable {
     public var gateway: Figures
     /// The raw relay baseline's medians (nil with `--no-baseline`).
     public var baseline: Figures?
-    /// More servers measured in the same run (`durable`: `gateway_relaxed`).
+    /// More servers measured in the same run (`durable`: `gateway_relaxed`; `fanout --fanout-on-read`:
+    /// `gateway_fanout_on_read`), by key in the JSON.
     public var others: [(key: String, label: String, figures: Figures)] = []
     /// Every run's figures, when there was more than one.
     public var runs: [(gateway: Figures, baseline: Figures?)] = []
