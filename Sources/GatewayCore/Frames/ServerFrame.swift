@@ -5,6 +5,26 @@ import NIOCore
 /// Each returns the frame's JSON text as a `ByteBuffer`, ready for a WebSocket text message or
 /// a long-poll body. They write JSON by hand (see `JSONWriter`): these run once per delivery.
 public enum ServerFrame {
+    /// Room left in front of a frame's JSON for the WebSocket frame header (2 to 10 bytes from a
+    /// server): NIO's encoder then writes the header in place, where it would otherwise write it
+    /// as a separate buffer, one more write and iovec for every frame sent.
+    public static let headerRoom = 10
+
+    /// An empty buffer for a frame of about `capacity` bytes, with `headerRoom` in front.
+    public static func emptyFrame(capacity: Int) -> ByteBuffer {
+        var buffer = ByteBufferAllocator().buffer(capacity: headerRoom + capacity)
+        buffer.moveWriterIndex(forwardBy: headerRoom)
+        buffer.moveReaderIndex(forwardBy: headerRoom)
+        return buffer
+    }
+
+    /// `bytes` as a frame buffer (see `headerRoom`).
+    static func framed(_ bytes: [UInt8]) -> ByteBuffer {
+        var buffer = emptyFrame(capacity: bytes.count)
+        buffer.writeBytes(bytes)
+        return buffer
+    }
+
     public static func error(_ error: GatewayError, ref: String?) -> ByteBuffer {
         var w = JSONWriter(capacity: 96 + error.message.utf8.count)
         w.raw("{\"type\":\"error\"")
@@ -21,7 +41,7 @@ public enum ServerFrame {
             w.int(retry)
         }
         w.raw("}")
-        return ByteBuffer(bytes: w.bytes)
+        return framed(w.bytes)
     }
 
     public static func hello(
@@ -44,7 +64,7 @@ public enum ServerFrame {
         w.key("inbox_seq")
         w.int(inboxSeq)
         w.raw("}")
-        return ByteBuffer(bytes: w.bytes)
+        return framed(w.bytes)
     }
 
     public static func ack(ref: String?, id: UInt64, seq: Int64?, timestamp: Int64, clientMsgID: String, duplicate: Bool) -> ByteBuffer {
@@ -66,7 +86,7 @@ public enum ServerFrame {
         w.string(clientMsgID)
         if duplicate { w.raw(",\"duplicate\":true") }
         w.raw("}")
-        return ByteBuffer(bytes: w.bytes)
+        return framed(w.bytes)
     }
 
     public static func pong(ref: String?) -> ByteBuffer {
@@ -75,14 +95,14 @@ public enum ServerFrame {
         w.raw("{\"type\":\"pong\",\"ref\":")
         w.string(ref)
         w.raw("}")
-        return ByteBuffer(bytes: w.bytes)
+        return framed(w.bytes)
     }
 
     /// A `message` frame for one recipient.
     public static func message(_ message: StoredMessage, seq: Int64?) -> ByteBuffer {
         var w = JSONWriter(capacity: 160 + message.body.count)
         writeMessage(message, seq: seq, into: &w)
-        return ByteBuffer(bytes: w.bytes)
+        return framed(w.bytes)
     }
 
     /// Writes the message object (with `"type":"message"`) into `w`.
@@ -134,7 +154,7 @@ public enum ServerFrame {
         w.key("more")
         w.bool(more)
         w.raw("}")
-        return ByteBuffer(bytes: w.bytes)
+        return framed(w.bytes)
     }
 
     /// A `history` reply: messages newest first.
@@ -162,12 +182,12 @@ public enum ServerFrame {
             }
         }
         w.raw("}")
-        return ByteBuffer(bytes: w.bytes)
+        return framed(w.bytes)
     }
 
     /// Any frame given as a JSON object (used for the less frequent frames).
     public static func object(_ object: JSONObject) -> ByteBuffer {
-        ByteBuffer(bytes: JSONValue.object(object).jsonBytes)
+        framed(JSONValue.object(object).jsonBytes)
     }
 }
 
@@ -189,8 +209,7 @@ public struct MessageFrameTemplate: Sendable {
     }
 
     public func frame(seq: Int64) -> ByteBuffer {
-        var buffer = ByteBuffer()
-        buffer.reserveCapacity(prefix.count + tail.count + 20)
+        var buffer = ServerFrame.emptyFrame(capacity: prefix.count + tail.count + 20)
         buffer.writeBytes(prefix)
         buffer.writeString(String(seq))
         buffer.writeBytes(tail)
