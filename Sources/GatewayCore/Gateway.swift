@@ -96,10 +96,10 @@ public final class Gateway: Sendable {
         }
     }
 
-    /// The `hello` frame for a new session.
+    /// The `hello` frame for a new session (with `ref` when it answers an `auth` frame).
     /// Throws `unavailable` when the store cannot tell the inbox head: a `hello` with a wrong
     /// `inbox_seq` (say 0) would make a client think its inbox went back.
-    public func hello(for session: Session) async throws(GatewayError) -> ByteBuffer {
+    public func hello(for session: Session, ref: String? = nil) async throws(GatewayError) -> ByteBuffer {
         let head: Int64
         do {
             head = try await stores.messages.inboxHead(user: session.user)
@@ -109,7 +109,7 @@ public final class Gateway: Sendable {
         }
         return ServerFrame.hello(
             user: session.user, device: session.principal.device, session: session.id, node: node.id,
-            heartbeatMs: presenceSettings.heartbeatMs, maxFrameBytes: limits.maxFrameBytes, inboxSeq: head)
+            heartbeatMs: presenceSettings.heartbeatMs, maxFrameBytes: limits.maxFrameBytes, inboxSeq: head, ref: ref)
     }
 
     // MARK: Frames
@@ -119,20 +119,11 @@ public final class Gateway: Sendable {
     @discardableResult
     public func handle(text: ByteBuffer, principal: Principal, reply: (ByteBuffer) -> Void) async -> GatewayError? {
         stats.framesIn.wrappingIncrement(ordering: .relaxed)
-        let parsed: Result<ClientFrame, FrameError> = text.withUnsafeReadableBytes { bytes in
-            do throws(FrameError) {
-                return .success(try ClientFrame.parse(bytes))
-            } catch {
-                return .failure(error)
-            }
-        }
-        switch parsed {
+        switch ClientFrame.parse(text) {
         case .success(let frame):
             return await handle(frame, principal: principal, reply: reply)
         case .failure(let error):
-            logger.debug("frame rejected", metadata: ["gateway.session": "\(principal.session)", "gateway.code": "\(error.error.code.rawValue)"])
-            reply(ServerFrame.error(error.error, ref: error.ref))
-            return error.error
+            return refuse(unparsed: error, principal: principal, reply: reply)
         }
     }
 
@@ -175,20 +166,35 @@ public final class Gateway: Sendable {
             }
             return nil
         } catch {
-            let clientError = GatewayError.from(error)
-            if clientError.code == .internal {
-                logger.error("frame failed", metadata: ["error": "\(error)", "gateway.frame": "\(frame.kind.rawValue)"])
-            }
-            // Code and message only: never the frame's body.
-            logger.debug(
-                "frame rejected",
-                metadata: [
-                    "gateway.session": "\(principal.session)", "gateway.frame": "\(frame.kind.rawValue)",
-                    "gateway.code": "\(clientError.code.rawValue)", "gateway.reason": "\(clientError.message)",
-                ])
-            reply(ServerFrame.error(clientError, ref: frame.ref))
-            return clientError
+            return refuse(frame, with: error, principal: principal, reply: reply)
         }
+    }
+
+    /// Answers a parsed frame that failed with `error`: logs it (code and reason, never the
+    /// body; an internal error also in full) and replies with the client's error.
+    @discardableResult
+    public func refuse(_ frame: ClientFrame, with error: any Error, principal: Principal, reply: (ByteBuffer) -> Void) -> GatewayError {
+        let clientError = GatewayError.from(error)
+        if clientError.code == .internal {
+            logger.error("frame failed", metadata: ["error": "\(error)", "gateway.frame": "\(frame.kind.rawValue)"])
+        }
+        logger.debug(
+            "frame rejected",
+            metadata: [
+                "gateway.session": "\(principal.session)", "gateway.frame": "\(frame.kind.rawValue)",
+                "gateway.code": "\(clientError.code.rawValue)", "gateway.reason": "\(clientError.message)",
+            ])
+        reply(ServerFrame.error(clientError, ref: frame.ref))
+        return clientError
+    }
+
+    /// Answers a frame that is not valid JSON or not a known frame (`bad_frame` with the `ref`
+    /// when it was readable).
+    @discardableResult
+    public func refuse(unparsed error: FrameError, principal: Principal, reply: (ByteBuffer) -> Void) -> GatewayError {
+        logger.debug("frame rejected", metadata: ["gateway.session": "\(principal.session)", "gateway.code": "\(error.error.code.rawValue)"])
+        reply(ServerFrame.error(error.error, ref: error.ref))
+        return error.error
     }
 
     /// A `send` whose message is queued for the store; `complete` waits for the commit and

@@ -69,7 +69,7 @@ final class WebSocketConnection: SessionConnection, Sendable {
         return write(frame)
     }
 
-    private func write(_ frame: ByteBuffer) -> Bool {
+    fileprivate func write(_ frame: ByteBuffer) -> Bool {
         let transit = inTransit.wrappingAdd(1, ordering: .relaxed).newValue
         if transit > gateway.limits.outboundQueue {
             inTransit.wrappingSubtract(1, ordering: .relaxed)
@@ -84,7 +84,7 @@ final class WebSocketConnection: SessionConnection, Sendable {
     /// Writes a frame `LoopOutbox` brought to the event loop (flushed by `flushOnLoop`).
     func writeOnLoop(_ frame: ByteBuffer) {
         inTransit.wrappingSubtract(1, ordering: .relaxed)
-        handler.value.writeText(frame, flush: false)
+        handler.value.writeText(frame)
     }
 
     /// Flushes what `writeOnLoop` wrote (once per drain, however many frames it wrote).
@@ -107,7 +107,7 @@ final class WebSocketConnection: SessionConnection, Sendable {
             inbound.withLock { $0.session = session }
             let hello: ByteBuffer
             do {
-                hello = try await gateway.hello(for: session)
+                hello = try await gateway.hello(for: session, ref: ref)
             } catch {
                 // No session without its `inbox_seq`: the client reconnects (1001) and asks again.
                 gateway.close(session)
@@ -115,7 +115,7 @@ final class WebSocketConnection: SessionConnection, Sendable {
                 close(code: .goingAway, reason: error.message)
                 return false
             }
-            _ = write(withRef(hello, ref: ref))
+            _ = write(hello)
             let early = inbound.withLock { state -> [ByteBuffer] in
                 defer { state.preHello = nil }
                 return state.preHello ?? []
@@ -197,140 +197,94 @@ final class WebSocketConnection: SessionConnection, Sendable {
     /// while these commit (group commit fills up faster), and acks still go out in order.
     static let maxSendsInFlight = 32
 
+    /// Takes the queued frames one at a time, each parsed once. `send`s are pipelined (see
+    /// `SendWindow`); any other frame, and any error, is answered after the sends before it.
     private func drain() async {
-        // Queued sends waiting for their commit, oldest first; answered in this order.
-        var inFlight: [Gateway.PendingAck] = []
-        var oldest = 0
+        var window = SendWindow()
         while true {
-            guard let (text, session, resume) = next(finishing: oldest == inFlight.count) else {
-                if oldest == inFlight.count { return }
-                await finish(inFlight[oldest])
-                oldest += 1
+            guard let (text, session, resume) = next(finishing: window.isEmpty) else {
+                // Nothing queued: the busy period ended, or sends still wait for their commit.
+                if window.isEmpty { return }
+                await window.finishOldest(self)
                 continue
             }
             if resume {
                 let handler = self.handler
                 channel.eventLoop.execute { handler.value.resumeReading() }
             }
+            gateway.stats.framesIn.wrappingIncrement(ordering: .relaxed)
+            let parsed = ClientFrame.parse(text)
             guard let session else {
-                await handleUnauthenticated(text)
+                await handleUnauthenticated(parsed)
                 continue
             }
             session.lastActiveAt.store(gateway.clock.nowMillis(), ordering: .relaxed)
-            let started = await beginSend(text, session: session)
-            if case .failed(let error, let ref) = started {
-                // Answered after the sends before it, like every reply.
-                while oldest < inFlight.count {
-                    await finish(inFlight[oldest])
-                    oldest += 1
-                }
-                inFlight.removeAll(keepingCapacity: true)
-                oldest = 0
-                // Code and message only: never the frame's body.
-                logger.debug(
-                    "frame rejected",
-                    metadata: [
-                        "gateway.session": "\(session.id)", "gateway.frame": "send", "gateway.code": "\(error.code.rawValue)",
-                        "gateway.reason": "\(error.message)",
-                    ])
-                _ = write(ServerFrame.error(error, ref: ref))
-                count(error: error)
-                continue
-            }
-            if case .answered = started { continue }
-            if case .pending(let pending) = started {
-                inFlight.append(pending)
-                if inFlight.count - oldest >= Self.maxSendsInFlight {
-                    await finish(inFlight[oldest])
-                    oldest += 1
-                }
-                if oldest == inFlight.count {
-                    inFlight.removeAll(keepingCapacity: true)
-                    oldest = 0
-                }
-                continue
-            }
-            // Any other frame is answered after the sends before it.
-            while oldest < inFlight.count {
-                await finish(inFlight[oldest])
-                oldest += 1
-            }
-            inFlight.removeAll(keepingCapacity: true)
-            oldest = 0
-            await handleAuthenticated(text, session: session)
-        }
-    }
-
-    enum SendStart {
-        /// Not a `send` frame: it takes the ordinary path.
-        case notSend
-        /// Queued for the store.
-        case pending(Gateway.PendingAck)
-        /// Answered already (a stage's reply, or an ack without a store).
-        case answered
-        /// Refused before the store: the error to answer with.
-        case failed(GatewayError, ref: String?)
-    }
-
-    /// Starts a `send` frame.
-    private func beginSend(_ text: ByteBuffer, session: Session) async -> SendStart {
-        // Only frames that say "send" are parsed here; the rest take the ordinary path.
-        guard Self.contains(text, Self.sendNeedle) else { return .notSend }
-        let frame: ClientFrame
-        do {
-            frame = try text.withUnsafeReadableBytes { bytes throws(FrameError) in try ClientFrame.parse(bytes) }
-        } catch {
-            return .notSend
-        }
-        guard frame.kind == .send else { return .notSend }
-        gateway.stats.framesIn.wrappingIncrement(ordering: .relaxed)
-        do {
-            let ackSink: @Sendable (ByteBuffer) -> Void = { [self] in _ = write($0) }
-            guard let pending = try await gateway.beginSend(frame, principal: session.principal, reply: { _ = self.write($0) }, ackSink: ackSink) else {
-                count(error: nil)
-                return .answered
-            }
-            return .pending(pending)
-        } catch {
-            return .failed(GatewayError.from(error), ref: frame.ref)
-        }
-    }
-
-    private func finish(_ pending: Gateway.PendingAck) async {
-        let error = await pending.complete { _ = self.write($0) }
-        count(error: error)
-    }
-
-    static let sendNeedle = Array("\"send\"".utf8)
-
-    static func contains(_ text: ByteBuffer, _ needle: [UInt8]) -> Bool {
-        text.withUnsafeReadableBytes { bytes -> Bool in
-            guard bytes.count >= needle.count else { return false }
-            var i = 0
-            while i + needle.count <= bytes.count {
-                if bytes[i] == needle[0] {
-                    var match = true
-                    for j in 1..<needle.count where bytes[i + j] != needle[j] {
-                        match = false
-                        break
+            if case .success(let frame) = parsed, frame.kind == .send {
+                do {
+                    let ackSink: @Sendable (ByteBuffer) -> Void = { [self] in _ = write($0) }
+                    if let pending = try await gateway.beginSend(frame, principal: session.principal, reply: { _ = write($0) }, ackSink: ackSink) {
+                        await window.add(pending, self)
+                    } else {
+                        count(error: nil)
                     }
-                    if match { return true }
+                } catch {
+                    await window.finishAll(self)
+                    count(error: gateway.refuse(frame, with: error, principal: session.principal) { _ = write($0) })
                 }
-                i += 1
+                continue
             }
-            return false
+            await window.finishAll(self)
+            switch parsed {
+            case .failure(let error):
+                count(error: gateway.refuse(unparsed: error, principal: session.principal) { _ = write($0) })
+            case .success(let frame) where frame.kind == .auth:
+                // `auth` on an open session refreshes the token.
+                await refresh(frame, session: session)
+            case .success(let frame):
+                count(error: await gateway.handle(frame, principal: session.principal) { _ = write($0) })
+            }
         }
     }
 
-    private func handleUnauthenticated(_ text: ByteBuffer) async {
-        gateway.stats.framesIn.wrappingIncrement(ordering: .relaxed)
+    /// A session's sends waiting for their commit, oldest first, answered in this order; at
+    /// most `maxSendsInFlight` at once.
+    private struct SendWindow {
+        private var pending: [Gateway.PendingAck] = []
+        private var oldest = 0
+
+        var isEmpty: Bool { oldest == pending.count }
+
+        mutating func add(_ ack: Gateway.PendingAck, _ connection: WebSocketConnection) async {
+            pending.append(ack)
+            if pending.count - oldest >= WebSocketConnection.maxSendsInFlight { await finishOldest(connection) }
+        }
+
+        /// Waits for the oldest send's commit (and answers it, unless the committer did).
+        mutating func finishOldest(_ connection: WebSocketConnection) async {
+            guard !isEmpty else { return }
+            let error = await pending[oldest].complete { _ = connection.write($0) }
+            connection.count(error: error)
+            oldest += 1
+            if isEmpty {
+                pending.removeAll(keepingCapacity: true)
+                oldest = 0
+            }
+        }
+
+        mutating func finishAll(_ connection: WebSocketConnection) async {
+            while !isEmpty { await finishOldest(connection) }
+        }
+    }
+
+    private func handleUnauthenticated(_ parsed: Result<ClientFrame, FrameError>) async {
         let frame: ClientFrame
-        do {
-            frame = try text.withUnsafeReadableBytes { bytes throws(FrameError) in try ClientFrame.parse(bytes) }
-        } catch {
+        switch parsed {
+        case .failure(let error):
             _ = write(ServerFrame.error(.unauthorized("authenticate first: send an 'auth' frame"), ref: error.ref))
             close(code: .unauthorized, reason: "unauthorized")
             return
+        case .success(let parsed):
+            frame = parsed
         }
         guard frame.kind == .auth else {
             _ = write(ServerFrame.error(.unauthorized("authenticate first: send an 'auth' frame"), ref: frame.ref))
@@ -347,20 +301,8 @@ final class WebSocketConnection: SessionConnection, Sendable {
         }
     }
 
-    private func handleAuthenticated(_ text: ByteBuffer, session: Session) async {
-        // `auth` on an open session refreshes the token; everything else goes to the gateway.
-        if Self.isAuthFrame(text) {
-            await refresh(text, session: session)
-            return
-        }
-        let error = await gateway.handle(text: text, principal: session.principal) { reply in
-            _ = self.write(reply)
-        }
-        count(error: error)
-    }
-
     /// Counts bad and rate-limited frames: repeated ones close the session (4000, 1008).
-    private func count(error: GatewayError?) {
+    fileprivate func count(error: GatewayError?) {
         switch error?.code {
         case .badFrame?:
             let count = inbound.withLock { state -> Int in
@@ -381,45 +323,20 @@ final class WebSocketConnection: SessionConnection, Sendable {
         }
     }
 
-    private func refresh(_ text: ByteBuffer, session: Session) async {
-        gateway.stats.framesIn.wrappingIncrement(ordering: .relaxed)
-        var ref: String?
+    private func refresh(_ frame: ClientFrame, session: Session) async {
         do {
-            let frame = try text.withUnsafeReadableBytes { bytes throws(FrameError) in try ClientFrame.parse(bytes) }
-            ref = frame.ref
             let identity = try await gateway.authenticate(token: try frame.authRequest().token)
             guard identity.user == session.user else {
                 throw GatewayError.forbidden("a session cannot change its user")
             }
             session.tokenExpiresAt.store(identity.expiresAt ?? .max, ordering: .relaxed)
-            _ = write(withRef(try await gateway.hello(for: session), ref: ref))
+            _ = write(try await gateway.hello(for: session, ref: frame.ref))
             let handler = self.handler
             let expiresAt = identity.expiresAt
             channel.eventLoop.execute { handler.value.authenticated(expiresAt: expiresAt) }
-        } catch let error as FrameError {
-            _ = write(ServerFrame.error(error.error, ref: error.ref))
         } catch {
-            _ = write(ServerFrame.error(GatewayError.from(error), ref: ref))
+            _ = write(ServerFrame.error(GatewayError.from(error), ref: frame.ref))
         }
-    }
-
-    /// Whether a frame's text is an `auth` frame, without a full parse (cheap check first).
-    /// Whether a frame's text is an `auth` frame (a cheap scan first, a parse only if it may be).
-    static func isAuthFrame(_ text: ByteBuffer) -> Bool {
-        guard contains(text, authNeedle) else { return false }
-        return text.withUnsafeReadableBytes { bytes in try? ClientFrame.parse(bytes).kind } == .auth
-    }
-
-    static let authNeedle = Array("\"auth\"".utf8)
-
-    private func withRef(_ frame: ByteBuffer, ref: String?) -> ByteBuffer {
-        guard let ref else { return frame }
-        // Re-encode with `ref` echoed: hello is rare, so the simple path is fine.
-        guard let text = frame.getString(at: frame.readerIndex, length: frame.readableBytes),
-            case .object(var object)? = try? JSONParser.parse(text)
-        else { return frame }
-        object.members.insert((key: "ref", value: .string(ref)), at: 1)
-        return ServerFrame.object(object)
     }
 
     /// Sends an error and closes (auth timeout, token expiry).

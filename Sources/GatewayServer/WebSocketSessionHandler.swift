@@ -33,8 +33,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// Starts with one slot, not `CircularBuffer`'s default 16 (~400 B per idle connection); it
     /// grows by doubling when a slow socket needs it.
     private var backlog = CircularBuffer<ByteBuffer>(initialCapacity: 1)
-    private var flushScheduled = false
-    /// Written with `flush: false` and not flushed yet.
+    /// Written by `writeText` and not flushed yet.
     private var unflushed = false
     private var readPaused = false
     private var readPending = false
@@ -258,14 +257,14 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
         context.write(data, promise: promise)
     }
 
-    /// Writes a text frame, or keeps it in the backlog while the socket cannot take more. With
-    /// `flush` false the caller flushes (`flushIfNeeded`); otherwise a flush follows in this
-    /// loop turn.
-    func writeText(_ buffer: ByteBuffer, flush: Bool = true) {
+    /// Writes a text frame, or keeps it in the backlog while the socket cannot take more; the
+    /// caller (`LoopOutbox`, through the connection) flushes with `flushIfNeeded` once it has
+    /// written its burst.
+    func writeText(_ buffer: ByteBuffer) {
         guard let context, !closing else { return }
         if backlog.isEmpty, context.channel.isWritable {
             context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: buffer)), promise: nil)
-            if flush { scheduleFlush(context) } else { unflushed = true }
+            unflushed = true
         } else {
             backlog.append(buffer)
             if backlog.count > gateway.limits.outboundQueue {
@@ -275,23 +274,11 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
     }
 
-    /// Flushes writes made with `flush: false`, if any.
+    /// Flushes what `writeText` wrote, if anything.
     func flushIfNeeded() {
         guard unflushed else { return }
         unflushed = false
         context?.flush()
-    }
-
-    private func scheduleFlush(_ context: ChannelHandlerContext) {
-        guard !flushScheduled else { return }
-        flushScheduled = true
-        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-        // One flush per event-loop turn: deliveries that land together share a write syscall.
-        context.eventLoop.execute {
-            let h = handler.value
-            h.flushScheduled = false
-            h.context?.flush()
-        }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {

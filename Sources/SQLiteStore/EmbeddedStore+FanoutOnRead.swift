@@ -85,29 +85,24 @@ extension EmbeddedStore {
         if more { waiting.removeLast(waiting.count - limit) }
         if waiting.isEmpty { return (head, more) }
 
-        let insertEntry = try db.cachedStatement(sql: "INSERT INTO inbox(user, seq, message_id) VALUES (?, ?, ?)")
         var newest: [String: Int64] = [:]
-        var entries: Int64 = 0
+        var entries = InboxRows()
         for message in waiting {
             newest[message.group] = message.id
             if message.sender == user { continue }
             head += 1
-            entries += 1
-            try insertEntry.execute(arguments: [user, head, message.id])
+            entries.append(user: user, seq: head, messageID: message.id)
         }
+        try entries.insert(in: db)
         let moveCursor = try db.cachedStatement(sql: "UPDATE read_fanout_cursors SET last_id = ? WHERE user = ? AND group_id = ?")
         for (group, id) in newest {
             try moveCursor.execute(arguments: [id, user, group])
         }
-        if entries > 0 {
+        if entries.inserted > 0 {
             heads.forget(user)
-            let setHead = try db.cachedStatement(sql: """
-                INSERT INTO inbox_heads(user, seq) VALUES (?, ?)
-                ON CONFLICT(user) DO UPDATE SET seq = excluded.seq
-                """)
-            try setHead.execute(arguments: [user, head])
+            try HeadCounter.write(user, head, in: db)
             let count = try db.cachedStatement(sql: "UPDATE counters SET inbox_entries = inbox_entries + ? WHERE id = 1")
-            try count.execute(arguments: [entries])
+            try count.execute(arguments: [entries.inserted])
         }
         return (head, more)
     }

@@ -250,7 +250,8 @@ struct HeadCounter {
         heads = [:]
     }
 
-    private static func write(_ user: String, _ seq: Int64, in db: Database) throws {
+    /// Sets `user`'s row of `inbox_heads` to `seq` (materialization uses it too).
+    static func write(_ user: String, _ seq: Int64, in db: Database) throws {
         let set = BoundStatement(try db.cachedStatement(sql: """
             INSERT INTO inbox_heads(user, seq) VALUES (?, ?)
             ON CONFLICT(user) DO UPDATE SET seq = excluded.seq

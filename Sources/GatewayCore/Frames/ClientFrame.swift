@@ -1,3 +1,4 @@
+import NIOCore
 /// The client frame types of PROTOCOL.md section 2.
 public enum FrameKind: String, Sendable, Hashable, CaseIterable, Codable {
     case auth
@@ -33,6 +34,17 @@ public struct ClientFrame: Sendable {
             throw FrameError(ref: nil, error: .badFrame(error.description))
         }
         return try parse(value)
+    }
+
+    /// Parses a frame's JSON text, as a result (the transports decide when to answer an error).
+    public static func parse(_ text: ByteBuffer) -> Result<ClientFrame, FrameError> {
+        text.withUnsafeReadableBytes { bytes in
+            do throws(FrameError) {
+                return .success(try ClientFrame.parse(bytes))
+            } catch {
+                return .failure(error)
+            }
+        }
     }
 
     public static func parse(_ value: JSONValue) throws(FrameError) -> ClientFrame {

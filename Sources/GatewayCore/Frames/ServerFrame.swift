@@ -45,10 +45,15 @@ public enum ServerFrame {
     }
 
     public static func hello(
-        user: String, device: String, session: String, node: String, heartbeatMs: Int, maxFrameBytes: Int, inboxSeq: Int64
+        user: String, device: String, session: String, node: String, heartbeatMs: Int, maxFrameBytes: Int, inboxSeq: Int64,
+        ref: String? = nil
     ) -> ByteBuffer {
         var w = JSONWriter()
         w.raw("{\"type\":\"hello\"")
+        if let ref {
+            w.key("ref")
+            w.string(ref)
+        }
         w.key("user")
         w.string(user)
         w.key("device")
