@@ -5,7 +5,16 @@ import JWTKit
 public enum AuthStageFactory {
     /// Builds ``AuthStage`` from an ``AuthSettings`` block, with the pipeline's clock.
     public static let factory = StageFactory(kind: "auth", settings: AuthSettings.self) { settings, context in
-        try AuthStage(settings: settings, clock: context.clock)
+        if context.exposure == .network {
+            let secrets = [("hs256_secret", settings.hs256Secret), ("hs384_secret", settings.hs384Secret), ("hs512_secret", settings.hs512Secret)]
+            for case (let key, let secret?) in secrets where secret.isPublishedDefault {
+                throw AuthSettingsError(
+                    key: key,
+                    reason: "this is the published development secret and the public listener is reachable from the network: "
+                        + "set JWT_SECRET to a secret of your own (openssl rand -hex 32), or listen on 127.0.0.1")
+            }
+        }
+        return try AuthStage(settings: settings, clock: context.clock)
     }
 
     /// Why a development token could not be minted.

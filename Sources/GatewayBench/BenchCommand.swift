@@ -13,13 +13,14 @@ public struct BenchCommand: AsyncParsableCommand {
         discussion: """
             Scenarios: relay (P pairs 1:1 with a window or a rate), fanout (G groups of S members), \
             idle (N connections: memory per connection, handshakes/s, idle CPU), longpoll (WebSocket \
-            senders, long-poll receivers), storm (N clients through a gateway restart: recovery time, \
+            senders, long-poll receivers), churn (N connections opened and closed in waves: memory \
+            growth per 1,000 closed connections), storm (N clients through a gateway restart: recovery time, \
             lost messages), durable (relay with durability full vs relaxed). \
             The gateway runs as a child process on a temporary config and store; with 2+ cores and \
             taskset, the server is pinned to CPU 0 and the generator to CPU 1. See docs/PERFORMANCE.md.
             """)
 
-    @Argument(help: "relay, fanout, idle, longpoll, storm or durable.")
+    @Argument(help: "relay, fanout, idle, churn, longpoll, storm or durable.")
     var scenario: BenchScenario?
 
     @Option(help: "Measured seconds.")

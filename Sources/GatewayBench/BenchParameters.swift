@@ -14,6 +14,9 @@ public enum BenchScenario: String, CaseIterable, Sendable {
     case storm
     /// `relay` against the store's strictest durability and against the relaxed one.
     case durable
+    /// N authenticated WebSocket connections opened and closed in waves: server memory growth
+    /// per 1,000 closed connections (a leak shows as growth; none is allocator noise).
+    case churn
 }
 
 /// Everything a bench run needs, validated before anything starts.
@@ -91,7 +94,7 @@ public struct BenchParameters: Sendable, Equatable {
         switch scenario {
         case .relay, .durable, .longpoll: ["--pairs", "--window", "--rate", "--body-bytes"]
         case .fanout: ["--groups", "--group-size", "--window", "--rate", "--body-bytes", "--fanout-on-read"]
-        case .idle: ["--connections"]
+        case .idle, .churn: ["--connections"]
         case .storm: ["--connections", "--rate", "--body-bytes"]
         }
     }

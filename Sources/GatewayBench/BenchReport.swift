@@ -32,6 +32,7 @@ public struct BenchReport: Sendable {
     /// (so in both cases 1.0 means "as good as the raw relay" and less is worse).
     public var ratio: Double? {
         guard let baseline else { return nil }
+        if scenario == .churn { return nil }
         if scenario == .idle {
             guard let g = gateway["rss_per_conn_bytes"], let b = baseline["rss_per_conn_bytes"], g > 0 else { return nil }
             return b / g

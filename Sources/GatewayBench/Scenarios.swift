@@ -24,6 +24,7 @@ struct Scenarios: Sendable {
         case .longpoll: try await relay(server, longPoll: true)
         case .fanout: try await fanout(server)
         case .idle: try await idle(server)
+        case .churn: try await churn(server)
         case .storm: try await storm(server)
         }
     }
@@ -192,6 +193,60 @@ struct Scenarios: Sendable {
         let limit = MachineInfo.openFilesLimit() - 200
         guard asked > limit else { return (asked, nil) }
         return (limit, "connections capped at \(limit) by the open-files limit (ulimit -n \(limit + 200), minus 200 for other descriptors)")
+    }
+
+    // MARK: churn
+
+    /// Connections open at once in `churn`.
+    static func churnWave(_ total: Int) -> Int { min(500, total) }
+
+    /// `connections` authenticated WebSocket sessions opened (`hello` read) and closed, a wave at
+    /// a time, after two waves that bring pools and caches into the "before" figure. A server
+    /// that releases everything a closed connection held shows no growth beyond allocator noise.
+    private func churn(_ server: ServerUnderTest) async throws -> Measurement {
+        let total = parameters.effectiveConnections
+        let wave = Self.churnWave(total)
+        let users = (0..<wave).map { "\(prefix)c\($0)" }
+        let tokens = try await server.tokens(for: users)
+        let specs = (0..<wave).map { ClientSpec(user: users[$0], token: tokens[$0], role: .idle) }
+        var plan = plan(server)
+        plan.connectConcurrency = 64
+        let generator = try await GeneratorHandle.make(on: eventLoop, plan: plan, clients: specs)
+        let all = Array(0..<wave)
+        do {
+            for _ in 0..<2 {
+                try await generator.future { $0.connect(all) }
+                try await generator.future { $0.closeAll() }
+            }
+            try await sleep(1)
+            let before = server.child?.sample()
+            let start = MonotonicClock.nanos()
+            var closed = 0
+            while closed < total {
+                try await generator.future { $0.connect(all) }
+                try await generator.future { $0.closeAll() }
+                closed += wave
+            }
+            let seconds = Double(MonotonicClock.nanos() - start) / 1e9
+            log(String(format: "%d connections opened and closed in %.1f s", closed, seconds))
+            // The server's side of the last closes runs right after the client's.
+            try await sleep(1)
+            let after = server.child?.sample()
+            await finish(server, generator)
+            var figures = Figures()
+            figures["connections"] = Double(closed)
+            figures["connects_per_s"] = Double(closed) / seconds
+            if let before, let after {
+                figures["rss_growth_per_1000_closed_bytes"] = Double(after.rssBytes - before.rssBytes) / Double(closed) * 1000
+                figures["server_rss_bytes"] = Double(after.rssBytes)
+            } else {
+                figures["rss_growth_per_1000_closed_bytes"] = nil
+            }
+            return Measurement(figures: figures, notes: ["churn: \(wave) connections at a time; RSS measured after two warm-up waves"])
+        } catch {
+            _ = try? await generator.future { $0.closeAll() }
+            throw error
+        }
     }
 
     // MARK: storm

@@ -78,7 +78,8 @@ public final class Gateway: Sendable {
     public func open(identity: Identity, device: String?, transport: TransportKind, remoteAddress: String?, connection: any SessionConnection) throws(GatewayError) -> Session {
         let sessionID = makeSessionID()
         let principal = Principal(user: identity.user, device: device ?? sessionID, session: sessionID, transport: transport, remoteAddress: remoteAddress)
-        let session = Session(principal: principal, connection: connection, openedAt: clock.nowMillis(), tokenExpiresAt: identity.expiresAt)
+        let session = Session(
+            principal: principal, connection: connection, openedAt: clock.nowMillis(), tokenExpiresAt: identity.expiresAt, live: stats.live)
         try hub.register(session)
         // WebSocket sessions are logged by their connection, which also knows the close code.
         if transport != .websocket {

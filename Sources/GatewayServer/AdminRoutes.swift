@@ -28,6 +28,8 @@ struct AdminRoutes: Sendable {
     let token: Secret
     let reloader: PipelineReloader
     let metrics: MetricsExporter
+    /// `GatewayApplication.lifecycleCounts`: what the node holds for connections.
+    let lifecycle: @Sendable () -> [String: Int]
 
     /// The most sessions `/admin/connections` lists in one answer.
     static let maxListedSessions = 10_000
@@ -38,7 +40,10 @@ struct AdminRoutes: Sendable {
     func register(on router: Router<GatewayRequestContext>) {
         router.get("/healthz") { _, _ in Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "ok"))) }
         router.get("/readyz") { _, _ in
-            self.readiness.isReady
+            // Ready: listening, not draining, and the store takes commits (probed again while
+            // the last commit failed).
+            let storeWritable = gateway.committer.isHealthy ? true : await gateway.committer.probe()
+            return self.readiness.isReady && storeWritable
                 ? Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "ready")))
                 : Response(status: .serviceUnavailable, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "not ready")))
         }
@@ -61,7 +66,12 @@ struct AdminRoutes: Sendable {
     }
 
     func stats() async -> JSONValue {
-        await figures().json
+        guard case .object(var object) = await figures().json else { return await figures().json }
+        // An extension of PROTOCOL.md §7's shape: per-connection state held, all 0 when idle.
+        var counts = JSONObject()
+        for (name, value) in lifecycle().sorted(by: { $0.key < $1.key }) { counts[name] = .int(value) }
+        object["lifecycle"] = .object(counts)
+        return .object(object)
     }
 
     private func prometheus() async -> Response {

@@ -23,6 +23,10 @@ public final class GatewayApplication: Sendable {
     let heartbeats: HeartbeatSweeper
     /// Token expiry of WebSocket sessions.
     let tokenDeadlines: TokenDeadlines
+    /// Places on the public port: sockets and long-poll sessions.
+    let admission: ConnectionAdmission
+    /// Client addresses behind trusted proxies.
+    let addresses: ClientAddressResolver
     /// Guards the bound ports, known once the listeners run.
     private let ports = Mutex<(public: Int?, admin: Int?, waiters: [CheckedContinuation<(Int, Int), Never>])>((nil, nil, []))
     private let configuration: GatewayConfiguration
@@ -45,12 +49,30 @@ public final class GatewayApplication: Sendable {
         self.configuration = configuration
         self.gateway = gateway
         self.logger = logger
-        self.longPoll = LongPollRegistry(gateway: gateway, settings: configuration.longpoll)
+        self.admission = ConnectionAdmission(
+            maxTotal: configuration.limits.maxConnections, maxPerAddress: configuration.limits.maxConnectionsPerIP)
+        self.addresses = ClientAddressResolver(trustedProxies: configuration.listen.public.trustedProxies)
+        self.longPoll = LongPollRegistry(gateway: gateway, settings: configuration.longpoll, admission: admission)
         self.heartbeats = HeartbeatSweeper(gateway: gateway, timeoutMs: configuration.presence.offlineAfterMs)
         self.tokenDeadlines = TokenDeadlines(eventLoop: MultiThreadedEventLoopGroup.singleton.next())
         self.extraServices = services
         self.stageServices = StageServiceHost(services: gateway.pipeline.services, logger: logger)
         self.reloader = PipelineReloader(gateway: gateway, source: reloadPipeline, services: stageServices, logger: logger)
+    }
+
+    /// What the node holds for connections, by kind: places on the public port, addresses
+    /// tracked for per-address caps, sessions, long-poll sessions, token deadlines, and the
+    /// per-connection objects alive (`GatewayStats.LiveObjects`). With no client connected,
+    /// every figure is 0: anything else is a leak. `/admin/stats` shows it as `lifecycle`.
+    public var lifecycleCounts: [String: Int] {
+        var counts = gateway.stats.live.snapshot
+        counts["admitted"] = admission.total
+        counts["admitted_addresses"] = admission.trackedAddresses
+        counts["session_addresses"] = gateway.hub.trackedAddressCount
+        counts["hub_sessions"] = gateway.hub.connectionCount
+        counts["longpoll_sessions"] = longPoll.count
+        counts["token_deadlines"] = tokenDeadlines.count
+        return counts
     }
 
     /// Rebuilds the pipeline (re-reading the config file) and puts it in force for new frames,
@@ -106,14 +128,19 @@ public final class GatewayApplication: Sendable {
             })
         let router = Router(context: GatewayRequestContext.self)
         router.add(middleware: ErrorMiddleware())
+        router.add(middleware: ForwardedForMiddleware(resolver: addresses))
         router.add(middleware: CORSAllowListMiddleware(allowed: Set(configuration.listen.public.allowedOrigins)))
         publicRoutes.register(on: router)
 
         let gateway = self.gateway
         let deadlines = tokenDeadlines
+        let admission = self.admission
+        let addresses = self.addresses
         let sessionLogger = logger
         var server = HTTPServerBuilder { responder in
-            GatewayChildChannel(responder: responder, gateway: gateway, handshake: handshake, deadlines: deadlines, logger: sessionLogger)
+            GatewayChildChannel(
+                responder: responder, gateway: gateway, handshake: handshake, deadlines: deadlines, admission: admission, addresses: addresses,
+                logger: sessionLogger)
         }
         if let tls { server = try .tls(server, tlsConfiguration: tls) }
         let publicApp = Application(
@@ -126,7 +153,7 @@ public final class GatewayApplication: Sendable {
         adminRouter.add(middleware: ErrorMiddleware())
         AdminRoutes(
             gateway: gateway, longPoll: longPoll, readiness: readiness, token: configuration.listen.admin.token, reloader: reloader,
-            metrics: metrics
+            metrics: metrics, lifecycle: { [self] in self.lifecycleCounts }
         ).register(on: adminRouter)
         let adminSettings = configuration.listen.admin
         let adminApp = Application(

@@ -24,6 +24,8 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
         /// An upgrade was asked for and refused: NIO does not pass that request on, so it is
         /// answered here with the handshake's refusal.
         case refused(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, HTTPRequestHead, remoteAddress: String?)
+        /// Over a cap at accept: `AdmissionRefusal` answers and closes; nothing to run.
+        case refusedAtAccept
     }
 
     struct Value: ServerChildChannelValue {
@@ -36,16 +38,34 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
     let handshake: WebSocketHandshake
     /// Token expiry of the sessions; silence is swept by `HeartbeatSweeper`, not watched here.
     let deadlines: TokenDeadlines
+    /// Places on the public port (`max_connections`, `max_connections_per_ip`).
+    let admission: ConnectionAdmission
+    let addresses: ClientAddressResolver
     let logger: Logger
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        channel.eventLoop.makeCompletedFuture {
+        // Every accepted socket takes a place until it closes; a socket over a cap is answered
+        // and closed before any parsing.
+        let peer = channel.remoteAddress?.ipAddress
+        let counted = addresses.isTrustedProxy(peer) ? nil : peer
+        if let refusal = admission.admit(address: counted) {
+            gateway.stats.refusedConnections.wrappingIncrement(ordering: .relaxed)
+            return channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandler(AdmissionRefusal(response: ConnectionAdmission.response(for: refusal)))
+                return Value(upgradeResult: channel.eventLoop.makeSucceededFuture(.refusedAtAccept), channel: channel)
+            }
+        }
+        let admission = self.admission
+        channel.closeFuture.whenComplete { _ in admission.release(address: counted) }
+        return channel.eventLoop.makeCompletedFuture {
             // What the handshake decided, handed from `shouldUpgrade` to the pipeline setup.
             let decision = NIOLoopBoundBox<WebSocketSessionHandler.Mode?>(nil, eventLoop: channel.eventLoop)
             let capture = HandshakeHeadCapture()
             let gateway = self.gateway
             let handshake = self.handshake
             let deadlines = self.deadlines
+            let addresses = self.addresses
+            let requestTimeout = TimeAmount.milliseconds(Int64(gateway.limits.requestTimeoutMs))
             let sessionLogger = self.logger
             let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
                 maxFrameSize: gateway.limits.maxFrameBytes,
@@ -54,7 +74,8 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
                 enableAutomaticErrorHandling: false,
                 shouldUpgrade: { channel, head in
                     let promise = channel.eventLoop.makePromise(of: (WebSocketSessionHandler.Mode?, HTTPHeaders?).self)
-                    let remote = channel.remoteAddress?.ipAddress
+                    let remote = addresses.resolve(
+                        peer: channel.remoteAddress?.ipAddress, forwardedFor: head.headers["X-Forwarded-For"])
                     promise.completeWithTask { () -> (WebSocketSessionHandler.Mode?, HTTPHeaders?) in
                         let uri = head.uri
                         let path = uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? uri
@@ -64,7 +85,7 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
                             remoteAddress: remote, header: { head.headers[canonicalForm: $0].map(String.init) })
                         switch result {
                         case .accept(let identity, let echo):
-                            let mode: WebSocketSessionHandler.Mode = echo ? .echo : .gateway(identity: identity)
+                            let mode: WebSocketSessionHandler.Mode = echo ? .echo : .gateway(identity: identity, address: remote)
                             return (mode, HTTPHeaders())
                         case .refuse:
                             return (nil, nil)
@@ -91,6 +112,7 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
                 notUpgradingCompletionHandler: { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+                        try channel.pipeline.syncOperations.addHandler(RequestBodyDeadline(timeout: requestTimeout))
                         try channel.pipeline.syncOperations.addHandler(
                             HTTPConnectionStateHandler(idleTimeout: .seconds(75), logger: logger))
                         let asyncChannel = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
@@ -98,7 +120,8 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
                             configuration: .init(isOutboundHalfClosureEnabled: true)
                         )
                         if let head = capture.upgradeHead {
-                            return UpgradeResult.refused(asyncChannel, head, remoteAddress: channel.remoteAddress?.ipAddress)
+                            let remote = addresses.resolve(peer: channel.remoteAddress?.ipAddress, forwardedFor: head.headers["X-Forwarded-For"])
+                            return UpgradeResult.refused(asyncChannel, head, remoteAddress: remote)
                         }
                         return UpgradeResult.notUpgraded(asyncChannel)
                     }
@@ -156,8 +179,8 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
     func handle(value: Value, logger: Logger) async {
         do {
             switch try await value.upgradeResult.get() {
-            case .websocket:
-                // The session lives in its channel handlers; nothing to await here.
+            case .websocket, .refusedAtAccept:
+                // The session lives in its channel handlers (or the refusal does): nothing to await.
                 return
             case .notUpgraded(let http):
                 await handleHTTP(asyncChannel: http, logger: logger)

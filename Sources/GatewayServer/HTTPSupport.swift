@@ -4,10 +4,11 @@ import Hummingbird
 import NIOCore
 
 /// The request context of the public and admin routes: Hummingbird's core storage plus the
-/// peer's address (per-IP limits use it).
+/// client's address (per-IP limits use it): the peer's, or the one a trusted proxy forwarded
+/// (`ForwardedForMiddleware`).
 struct GatewayRequestContext: RequestContext {
     var coreContext: CoreRequestContextStorage
-    let remoteAddress: String?
+    var remoteAddress: String?
     let eventLoop: any EventLoop
 
     init(source: ApplicationRequestContextSource) {

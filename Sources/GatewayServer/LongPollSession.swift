@@ -21,6 +21,9 @@ final class LongPollSession: SessionConnection, Sendable {
         /// When the last poll ended or began (ms); the session expires `session_ttl_ms` after.
         var lastSeen: Int64
         var closed = false
+        /// The waiting poll's timeout, cancelled when the poll ends sooner (its closure holds
+        /// this session: left to fire, a closed session would live on until then).
+        var timer: Scheduled<Void>?
     }
 
     let id: String
@@ -36,6 +39,11 @@ final class LongPollSession: SessionConnection, Sendable {
         self.registry = registry
         self.maxQueue = maxQueue
         self.state = Mutex(State(lastSeen: now))
+        registry.gateway.stats.live.longPollConnections.wrappingIncrement(ordering: .relaxed)
+    }
+
+    deinit {
+        registry.gateway.stats.live.longPollConnections.wrappingDecrement(ordering: .relaxed)
     }
 
     // MARK: SessionConnection
@@ -45,6 +53,8 @@ final class LongPollSession: SessionConnection, Sendable {
             guard !state.closed else { return (true, nil) }
             if let waiter = state.waiter {
                 state.waiter = nil
+                state.timer?.cancel()
+                state.timer = nil
                 // The poll ends now: the session's time-to-live counts from here.
                 state.lastSeen = registry.clock.nowMillis()
                 state.queue.append(frame)
@@ -76,6 +86,8 @@ final class LongPollSession: SessionConnection, Sendable {
                     return (state.queue, nil, 0)
                 }
                 let old = state.waiter
+                state.timer?.cancel()
+                state.timer = nil
                 state.nextWaiterID += 1
                 state.waiter = Waiter(id: state.nextWaiterID, continuation: continuation)
                 return (nil, old, state.nextWaiterID)
@@ -85,9 +97,16 @@ final class LongPollSession: SessionConnection, Sendable {
                 continuation.resume(returning: immediate)
                 return
             }
-            eventLoop.scheduleTask(in: .milliseconds(Int64(timeoutMs))) { [self] in
+            let timer = eventLoop.scheduleTask(in: .milliseconds(Int64(timeoutMs))) { [self] in
                 self.timeout(waiterID: waiterID)
             }
+            let stale = state.withLock { state -> Bool in
+                guard state.waiter?.id == waiterID else { return true }
+                state.timer = timer
+                return false
+            }
+            // The poll already ended (a frame, a newer poll, the session's end): no timeout.
+            if stale { timer.cancel() }
         }
     }
 
@@ -95,6 +114,7 @@ final class LongPollSession: SessionConnection, Sendable {
         let waiter: Waiter? = state.withLock { state in
             guard let waiter = state.waiter, waiter.id == waiterID else { return nil }
             state.waiter = nil
+            state.timer = nil
             state.lastSeen = registry.clock.nowMillis()
             return waiter
         }
@@ -114,9 +134,11 @@ final class LongPollSession: SessionConnection, Sendable {
     func shutdown() {
         let (waiter, frames): (Waiter?, [ByteBuffer]) = state.withLock { state in
             state.closed = true
+            state.timer?.cancel()
             defer {
                 state.waiter = nil
                 state.queue = []
+                state.timer = nil
             }
             return (state.waiter, state.queue)
         }
@@ -128,26 +150,40 @@ final class LongPollSession: SessionConnection, Sendable {
 final class LongPollRegistry: Sendable {
     let gateway: Gateway
     let settings: LongPollSettings
+    /// A long-poll session holds a place on the public port while it lives, as a socket does.
+    let admission: ConnectionAdmission
     var clock: any GatewayClock { gateway.clock }
     /// Guards the map of session id → long-poll session.
     private let sessions = Mutex<[String: LongPollSession]>([:])
     private let sweeper = Mutex<RepeatedTask?>(nil)
 
-    init(gateway: Gateway, settings: LongPollSettings) {
+    init(gateway: Gateway, settings: LongPollSettings, admission: ConnectionAdmission) {
         self.gateway = gateway
         self.settings = settings
+        self.admission = admission
     }
 
     var count: Int { sessions.withLock { $0.count } }
 
     /// Opens a long-poll session for an authenticated user.
     func open(identity: Identity, device: String?, remoteAddress: String?) throws(GatewayError) -> (LongPollSession, Session) {
-        guard count < settings.maxSessions, gateway.hub.hasCapacity else {
+        guard count < settings.maxSessions else {
             throw GatewayError.unavailable("this node is at capacity", retryAfterMs: 5000)
+        }
+        switch admission.admit(address: remoteAddress) {
+        case .capacity?: throw GatewayError.unavailable("this node is at capacity", retryAfterMs: 5000)
+        case .perAddress?: throw GatewayError(.rateLimited, "too many connections from this address", retryAfterMs: 5000)
+        case nil: break
         }
         let id = gateway.makeSessionID()
         let connection = LongPollSession(id: id, registry: self, maxQueue: gateway.limits.outboundQueue, now: clock.nowMillis())
-        let session = try gateway.open(identity: identity, device: device, transport: .longpoll, remoteAddress: remoteAddress, connection: connection)
+        let session: Session
+        do {
+            session = try gateway.open(identity: identity, device: device, transport: .longpoll, remoteAddress: remoteAddress, connection: connection)
+        } catch {
+            admission.release(address: remoteAddress)
+            throw error
+        }
         connection.session.withLock { $0 = session }
         sessions.withLock { $0[session.id] = connection }
         return (connection, session)
@@ -168,6 +204,10 @@ final class LongPollRegistry: Sendable {
         connection.shutdown()
         if removed, let session = connection.session.withLock({ $0 }) {
             gateway.close(session)
+            admission.release(address: session.principal.remoteAddress)
+            // The session holds this connection (`Session.connection`): keeping it here too
+            // would keep both alive for ever.
+            connection.session.withLock { $0 = nil }
         }
     }
 
@@ -198,7 +238,14 @@ final class LongPollRegistry: Sendable {
         }
         for connection in all {
             connection.shutdown()
-            if let session = connection.session.withLock({ $0 }) { gateway.close(session) }
+            let session = connection.session.withLock { session in
+                defer { session = nil }
+                return session
+            }
+            if let session {
+                gateway.close(session)
+                admission.release(address: session.principal.remoteAddress)
+            }
         }
     }
 }

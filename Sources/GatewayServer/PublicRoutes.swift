@@ -267,6 +267,9 @@ struct PublicRoutes: Sendable {
             throw GatewayError.badFrame("'name' must be a string of 1 to 256 bytes")
         }
         var members = [identity.user]
+        if let given = object["members"], !given.isNull, given.arrayValue == nil {
+            throw GatewayError.badFrame("'members' must be an array of user ids")
+        }
         for value in object["members"]?.arrayValue ?? [] {
             guard let user = value.stringValue, Address.isValidID(user) else { throw GatewayError.badFrame("'members' must be user ids") }
             if !members.contains(user) { members.append(user) }
@@ -315,10 +318,12 @@ struct PublicRoutes: Sendable {
         }
         let add = try users("add")
         let remove = try users("remove")
-        guard group.members.count + add.count <= gateway.limits.maxGroupMembers + remove.count else {
-            throw GatewayError(.tooLarge, "a group has at most \(gateway.limits.maxGroupMembers) members")
+        guard add.count <= gateway.limits.maxGroupMembers, remove.count <= gateway.limits.maxGroupMembers else {
+            throw GatewayError(.tooLarge, "at most \(gateway.limits.maxGroupMembers) users to add or remove at once")
         }
-        let updated = try await gateway.stores.groups.updateMembers(of: group.id, add: add, remove: remove)
+        // The cap holds in the store's transaction, whatever else changes the group meanwhile.
+        let updated = try await gateway.stores.groups.updateMembers(
+            of: group.id, add: add, remove: remove, maxMembers: gateway.limits.maxGroupMembers)
         return HTTPReply.json(updated.json)
     }
 }

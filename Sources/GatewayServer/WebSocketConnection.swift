@@ -50,6 +50,11 @@ final class WebSocketConnection: SessionConnection, Sendable {
         self.remoteAddress = remoteAddress
         self.logger = logger
         self.outbox = LoopOutbox.of(channel.eventLoop)
+        gateway.stats.live.websocketConnections.wrappingIncrement(ordering: .relaxed)
+    }
+
+    deinit {
+        gateway.stats.live.websocketConnections.wrappingDecrement(ordering: .relaxed)
     }
 
     var session: Session? { inbound.withLock { $0.session } }
@@ -134,13 +139,16 @@ final class WebSocketConnection: SessionConnection, Sendable {
         }
     }
 
-    /// Called by the handler when the channel is gone.
+    /// Called by the handler when the channel is gone (idempotent). The session is let go of
+    /// here: it holds this connection (`Session.connection`), so keeping it would keep both.
     func closed(by handler: WebSocketSessionHandler) {
         closed.store(true, ordering: .relaxed)
         let session = inbound.withLock { state -> Session? in
             state.closed = true
             state.queue = []
             state.head = 0
+            state.preHello = nil
+            defer { state.session = nil }
             return state.session
         }
         if let session {

@@ -16,7 +16,8 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
     typealias OutboundOut = WebSocketFrame
 
     enum Mode {
-        case gateway(identity: Identity?)
+        /// A chat session; `address` is the client's (`ClientAddressResolver`).
+        case gateway(identity: Identity?, address: String?)
         case echo
     }
 
@@ -49,14 +50,19 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
         self.mode = mode
         self.logger = logger
         self.deadlines = deadlines
+        gateway.stats.live.websocketHandlers.wrappingIncrement(ordering: .relaxed)
+    }
+
+    deinit {
+        gateway.stats.live.websocketHandlers.wrappingDecrement(ordering: .relaxed)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        guard case .gateway(let identity) = mode else { return }
+        guard case .gateway(let identity, let address) = mode else { return }
         let connection = WebSocketConnection(
             gateway: gateway, channel: context.channel, handler: NIOLoopBound(self, eventLoop: context.eventLoop),
-            remoteAddress: context.channel.remoteAddress?.ipAddress, logger: logger)
+            remoteAddress: address, logger: logger)
         self.connection = connection
         if let identity {
             Task { _ = await connection.start(identity: identity, device: nil, ref: nil) }
@@ -78,8 +84,16 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
     }
 
+    /// The end of the connection, however it ended (NIO removes every handler of a closed
+    /// channel): the session closes, and the handler lets go of its connection, which holds the
+    /// handler back (`WebSocketConnection.handler`): with both references kept, neither would
+    /// ever be freed.
     func handlerRemoved(context: ChannelHandlerContext) {
         cancelTimers()
+        connection?.closed(by: self)
+        connection = nil
+        fragments = nil
+        backlog.removeAll()
         self.context = nil
     }
 

@@ -148,9 +148,12 @@ public final class InMemoryStore: MessageStore, GroupStore, ReceiptStore, Sendab
         state.withLock { state in state.groups.values.filter { $0.members.contains(user) }.sorted { $0.id < $1.id } }
     }
 
-    public func updateMembers(of group: String, add: [String], remove: [String]) async throws -> GroupInfo {
+    public func updateMembers(of group: String, add: [String], remove: [String], maxMembers: Int) async throws -> GroupInfo {
         try state.withLock { state in
             guard var info = state.groups[group] else { throw GatewayError.notFound("no group '\(group)'") }
+            let remaining = info.members.filter { !remove.contains($0) }
+            let after = remaining.count + Set(add).subtracting(remaining).subtracting(remove).count
+            guard after <= maxMembers else { throw GatewayError(.tooLarge, "a group has at most \(maxMembers) members") }
             var added: [String] = []
             for user in add where !info.members.contains(user) {
                 info.members.append(user)

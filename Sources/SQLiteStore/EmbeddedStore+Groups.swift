@@ -82,7 +82,7 @@ extension EmbeddedStore {
     /// the group's newest message). A removed member first gets the group's fanout-on-read
     /// messages still waiting for them, as write fanout would have given them, then nothing more
     /// (the cursor goes with the membership).
-    public func updateMembers(of group: String, add: [String], remove: [String]) async throws -> GroupInfo {
+    public func updateMembers(of group: String, add: [String], remove: [String], maxMembers: Int) async throws -> GroupInfo {
         let chunk = materializationChunk
         let cache = headCache
         defer { membersCache.forget(group) }
@@ -91,14 +91,19 @@ extension EmbeddedStore {
             guard try Bool.fetchOne(exists, arguments: [group]) != nil else {
                 throw GatewayError.notFound("no group '\(group)'")
             }
-            try Self.addMembers(add, to: group, in: db)
             let delete = try db.cachedStatement(sql: "DELETE FROM group_members WHERE group_id = ? AND user = ?")
             for user in remove {
                 try Self.materializeAll(user: user, group: group, chunk: chunk, heads: cache, in: db)
                 try delete.execute(arguments: [group, user])
             }
+            // A user in both lists ends removed, as before removals came first.
+            try Self.addMembers(add.filter { !remove.contains($0) }, to: group, in: db)
             guard let info = try Self.group(group, in: db) else {
                 throw GatewayError.notFound("no group '\(group)'")
+            }
+            // Thrown inside the transaction: nothing of this change is kept.
+            guard info.members.count <= maxMembers else {
+                throw GatewayError(.tooLarge, "a group has at most \(maxMembers) members")
             }
             return info
         }

@@ -29,7 +29,7 @@ struct Bootstrap {
             maxConnectionsPerIP: configuration.limits.maxConnectionsPerIP)
         let pipeline = try Pipeline.build(
             configuration.pipeline, registry: try BuiltInStages.registry(), logger: logger, clock: clock, stores: stores, presence: hub,
-            node: configuration.node)
+            node: configuration.node, exposure: ListenerExposure(host: configuration.listen.public.host))
         let faults = StoreFaults()
         let gateway = Gateway(configuration: configuration, stores: stores, hub: hub, pipeline: pipeline, clock: clock, logger: logger, faults: faults)
         // A reload takes only the new `pipeline:`; the node, store and listeners keep what they started with.
@@ -38,7 +38,7 @@ struct Bootstrap {
                 let fresh = try ConfigLoader.load(path: path, stageKinds: Set(BuiltInStages.factories.map(\.kind)))
                 return try Pipeline.build(
                     fresh.pipeline, registry: try BuiltInStages.registry(), logger: logger, clock: clock, stores: stores, presence: hub,
-                    node: configuration.node)
+                    node: configuration.node, exposure: ListenerExposure(host: configuration.listen.public.host))
             }
         }
         // The application runs the pipeline's services itself, so a reload can replace them.

@@ -15,7 +15,7 @@ struct NoStore: MessageStore, GroupStore, ReceiptStore {
     func members(of group: String) async throws -> [String]? { nil }
     func isMember(_ user: String, of group: String) async throws -> Bool { false }
     func groups(of user: String) async throws -> [GroupInfo] { [] }
-    func updateMembers(of group: String, add: [String], remove: [String]) async throws -> GroupInfo { throw GatewayError.notFound("no store") }
+    func updateMembers(of group: String, add: [String], remove: [String], maxMembers: Int) async throws -> GroupInfo { throw GatewayError.notFound("no store") }
     func markRead(user: String, conversation: String, upTo: UInt64) async throws -> Bool { false }
     func readPositions(conversation: String) async throws -> [String: UInt64] { [:] }
 }

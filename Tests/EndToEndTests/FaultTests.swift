@@ -128,6 +128,12 @@ struct FaultTests {
         // Other clients were unaffected throughout.
         sender.send(["type": "ping", "ref": "ok"])
         #expect(try await sender.nextFrame(ofType: "pong")["ref"]?.stringValue == "ok")
+        // The connection closed as a slow consumer left nothing behind (issue 9), nor do the others.
+        for stream in [sender, again] {
+            stream.raw.close(code: 1000)
+            _ = try? await stream.closeCode()
+        }
+        LifecycleTests.expectNothingLeft(try await LifecycleTests.settled(gateway), "after a slow consumer")
         await gateway.stop()
     }
 

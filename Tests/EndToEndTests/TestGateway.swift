@@ -109,7 +109,12 @@ final class TestGateway: Sendable {
         var json: JSONObject? { (try? JSONParser.parse(body))?.objectValue }
     }
 
-    func request(_ method: HTTPMethod, _ path: String, token: String? = nil, body: String? = nil, headers: [(String, String)] = [], admin: Bool = false) async throws -> HTTPAnswer {
+    /// - Parameter client: the HTTP client (default: the process-wide one, whose kept-alive
+    ///   connections stay open, each holding a place on the public port).
+    func request(
+        _ method: HTTPMethod, _ path: String, token: String? = nil, body: String? = nil, headers: [(String, String)] = [], admin: Bool = false,
+        client: HTTPClient? = nil
+    ) async throws -> HTTPAnswer {
         var request = HTTPClientRequest(url: "http://127.0.0.1:\(admin ? adminPort : port)\(path)")
         request.method = method
         if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
@@ -118,7 +123,7 @@ final class TestGateway: Sendable {
             request.body = .bytes(ByteBuffer(string: body))
             request.headers.add(name: "Content-Type", value: "application/json")
         }
-        let response = try await http.execute(request, timeout: .seconds(70))
+        let response = try await (client ?? http).execute(request, timeout: .seconds(70))
         var collected = try await response.body.collect(upTo: 64 << 20)
         var headerMap: [String: String] = [:]
         for header in response.headers { headerMap[header.name.lowercased()] = header.value }

@@ -92,10 +92,14 @@ public struct PublicEndpoint: Decodable, Sendable {
     /// Browser origins allowed for WebSocket upgrades and CORS. Empty: every origin (a warning
     /// is logged at start).
     public var allowedOrigins: [String] = []
+    /// Proxies (addresses or CIDRs, `10.0.0.0/8`, `::1`) whose `X-Forwarded-For` names the
+    /// client for per-address caps, rate limits and logs. Empty: the header is never read.
+    public var trustedProxies: [String] = []
 
     enum CodingKeys: String, CodingKey {
         case host, port
         case allowedOrigins = "allowed_origins"
+        case trustedProxies = "trusted_proxies"
     }
 
     public init() {}
@@ -106,6 +110,23 @@ public struct PublicEndpoint: Decodable, Sendable {
         port = try c.decodeIfPresent(Int.self, forKey: .port) ?? 8080
         try require((0...65535).contains(port), c, .port, "must be 0...65535 (was \(port))")
         allowedOrigins = try c.decodeIfPresent([String].self, forKey: .allowedOrigins) ?? []
+        trustedProxies = try c.decodeIfPresent([String].self, forKey: .trustedProxies) ?? []
+        for proxy in trustedProxies {
+            try require(Self.isCIDR(proxy), c, .trustedProxies, "'\(proxy)' is not an IP address or CIDR (10.0.0.0/8, fd00::/8)")
+        }
+    }
+
+    /// `a.b.c.d[/n]` or an IPv6 address `[/n]` (checked for shape; the server parses it).
+    static func isCIDR(_ text: String) -> Bool {
+        let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+        let address = parts[0]
+        let v4 = address.split(separator: ".", omittingEmptySubsequences: false)
+        let isV4 = v4.count == 4 && v4.allSatisfy { UInt8($0) != nil }
+        let isV6 = address.contains(":") && address.allSatisfy { $0.isHexDigit || $0 == ":" || $0 == "." }
+        guard isV4 || isV6 else { return false }
+        guard parts.count == 2 else { return true }
+        guard let prefix = Int(parts[1]) else { return false }
+        return (0...(isV4 ? 32 : 128)).contains(prefix)
     }
 }
 
@@ -115,6 +136,8 @@ public struct AdminEndpoint: Decodable, Sendable {
     /// Bearer token for the admin API. The gateway refuses to start with the admin listener
     /// beyond loopback and an empty or default token.
     public var token: Secret = Secret("change-me")
+    /// The shortest admin token accepted off loopback.
+    public static let minimumTokenBytes = 16
 
     enum CodingKeys: String, CodingKey { case host, port, token }
 
@@ -126,9 +149,10 @@ public struct AdminEndpoint: Decodable, Sendable {
         port = try c.decodeIfPresent(Int.self, forKey: .port) ?? 9090
         try require((0...65535).contains(port), c, .port, "must be 0...65535 (was \(port))")
         token = try c.decodeIfPresent(Secret.self, forKey: .token) ?? Secret("change-me")
-        let loopback = host == "127.0.0.1" || host == "::1" || host == "localhost"
-        let weak = token.value.isEmpty || token.value == "change-me"
-        try require(loopback || !weak, c, .token, "the admin listener is not on loopback (\(host)): set a real token (ADMIN_TOKEN)")
+        let weak = token.value.utf8.count < Self.minimumTokenBytes || token.isPublishedDefault
+        try require(
+            ListenerExposure(host: host) == .loopback || !weak, c, .token,
+            "the admin listener is not on loopback (\(host)): set a token of your own, at least \(Self.minimumTokenBytes) characters (ADMIN_TOKEN)")
     }
 }
 
@@ -148,6 +172,8 @@ public struct LimitSettings: Decodable, Sendable {
     public var authTimeoutMs: Int = 5000
     /// Time for a new connection's first request (or handshake) to arrive complete (slowloris).
     public var handshakeTimeoutMs: Int = 10000
+    /// Time for an HTTP request to arrive whole after its head (a slow body is closed).
+    public var requestTimeoutMs: Int = 60000
     /// Frames of one session waiting for the pipeline before the gateway stops reading it.
     public var inboundQueue: Int = 64
     /// Live sessions one user may hold on this node; more are refused (429).
@@ -166,6 +192,7 @@ public struct LimitSettings: Decodable, Sendable {
         case outboundQueue = "outbound_queue"
         case authTimeoutMs = "auth_timeout_ms"
         case handshakeTimeoutMs = "handshake_timeout_ms"
+        case requestTimeoutMs = "request_timeout_ms"
         case inboundQueue = "inbound_queue"
         case maxSessionsPerUser = "max_sessions_per_user"
         case maxConnections = "max_connections"
@@ -186,6 +213,8 @@ public struct LimitSettings: Decodable, Sendable {
         try require((1...600_000).contains(authTimeoutMs), c, .authTimeoutMs, "must be 1...600000 (was \(authTimeoutMs))")
         handshakeTimeoutMs = try c.decodeIfPresent(Int.self, forKey: .handshakeTimeoutMs) ?? 10000
         try require((10...600_000).contains(handshakeTimeoutMs), c, .handshakeTimeoutMs, "must be 10...600000 (was \(handshakeTimeoutMs))")
+        requestTimeoutMs = try c.decodeIfPresent(Int.self, forKey: .requestTimeoutMs) ?? 60000
+        try require((100...3_600_000).contains(requestTimeoutMs), c, .requestTimeoutMs, "must be 100...3600000 (was \(requestTimeoutMs))")
         inboundQueue = try c.decodeIfPresent(Int.self, forKey: .inboundQueue) ?? 64
         try require((1...100_000).contains(inboundQueue), c, .inboundQueue, "must be 1...100000 (was \(inboundQueue))")
         maxSessionsPerUser = try c.decodeIfPresent(Int.self, forKey: .maxSessionsPerUser) ?? 32

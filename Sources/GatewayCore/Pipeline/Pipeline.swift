@@ -66,7 +66,7 @@ public final class Pipeline: Sendable {
     /// other problems name the entry's index.
     public static func build(
         _ config: [PipelineEntry], registry: StageRegistry, logger: Logger, clock: any GatewayClock, stores: Stores,
-        presence: any PresenceQuery, node: NodeSettings
+        presence: any PresenceQuery, node: NodeSettings, exposure: ListenerExposure = .loopback
     ) throws -> Pipeline {
         var entries: [Entry] = []
         var names: Set<String> = []
@@ -80,7 +80,8 @@ public final class Pipeline: Sendable {
             var stageLogger = logger
             stageLogger[metadataKey: "gateway.stage"] = .string(item.name)
             let buildContext = StageBuildContext(
-                name: item.name, kind: item.stage, settings: item.settings, on: item.on, logger: stageLogger, clock: clock, stores: stores, node: node)
+                name: item.name, kind: item.stage, settings: item.settings, on: item.on, logger: stageLogger, clock: clock, stores: stores, node: node,
+                exposure: exposure)
             let built: BuiltStage
             do {
                 built = try factory.make(buildContext)

@@ -20,10 +20,13 @@ public struct StageBuildContext: Sendable {
     public let stores: Stores
     /// Node-wide settings some stages need (the node's worker id for `id`).
     public let node: NodeSettings
+    /// Whether the public listener can be reached from other machines: stages refuse
+    /// published development secrets when it can (`Secret.isPublishedDefault`).
+    public let exposure: ListenerExposure
 
     public init(
         name: String, kind: String, settings: any SettingsSource, on: Set<FrameKind> = [.send], logger: Logger, clock: any GatewayClock,
-        stores: Stores, node: NodeSettings
+        stores: Stores, node: NodeSettings, exposure: ListenerExposure = .loopback
     ) {
         self.name = name
         self.kind = kind
@@ -33,6 +36,20 @@ public struct StageBuildContext: Sendable {
         self.clock = clock
         self.stores = stores
         self.node = node
+        self.exposure = exposure
+    }
+}
+
+/// Who can reach a listener: this machine only, or the network.
+public enum ListenerExposure: Sendable, Hashable {
+    case loopback
+    case network
+
+    /// The exposure of a listener bound to `host` (`127.0.0.1`, `::1` and `localhost` are
+    /// loopback; everything else, `0.0.0.0` included, is the network).
+    public init(host: String) {
+        let loopback = host == "localhost" || host == "::1" || host.hasPrefix("127.")
+        self = loopback ? .loopback : .network
     }
 }
 
@@ -139,6 +156,16 @@ public struct Secret: Codable, Sendable, Hashable, CustomStringConvertible, Cust
         var container = encoder.singleValueContainer()
         try container.encode(Self.redacted)
     }
+
+    /// Whether this is one of the placeholder secrets this project publishes (in `config.yaml`,
+    /// the README and the design): anyone can mint tokens with them, so a gateway reachable
+    /// from the network refuses them.
+    public var isPublishedDefault: Bool { Self.publishedDefaults.contains(value) }
+
+    /// The placeholder values of `config.yaml` and the docs.
+    public static let publishedDefaults: Set<String> = [
+        "dev-only-secret-change-me-0123456789", "change-me", "change-me-0123456789-0123456789-0123",
+    ]
 
     public var description: String { Self.redacted }
     public var debugDescription: String { Self.redacted }

@@ -23,13 +23,24 @@ public final class Session: Sendable {
     /// Last frame from the client (ms), for presence `last_active_at` and, over WebSocket, the
     /// heartbeat timeout (`presence.offline_after_ms`).
     public let lastActiveAt: Atomic<Int64>
+    /// Counts this session while it exists (`GatewayStats.LiveObjects.sessions`).
+    private let liveCount: GatewayStats.LiveObjects?
 
-    public init(principal: Principal, connection: any SessionConnection, openedAt: Int64, tokenExpiresAt: Int64?) {
+    public init(
+        principal: Principal, connection: any SessionConnection, openedAt: Int64, tokenExpiresAt: Int64?,
+        live: GatewayStats.LiveObjects? = nil
+    ) {
         self.principal = principal
         self.connection = connection
         self.openedAt = openedAt
         self.tokenExpiresAt = Atomic(tokenExpiresAt ?? Int64.max)
         self.lastActiveAt = Atomic(openedAt)
+        self.liveCount = live
+        live?.sessions.wrappingIncrement(ordering: .relaxed)
+    }
+
+    deinit {
+        liveCount?.sessions.wrappingDecrement(ordering: .relaxed)
     }
 
     public var id: String { principal.session }

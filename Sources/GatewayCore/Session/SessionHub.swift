@@ -65,8 +65,20 @@ public final class SessionHub: PresenceQuery, Sendable {
         sessions.withLock { ($0[user]?.count ?? 0) < maxSessionsPerUser }
     }
 
-    /// Adds a session; refuses past the per-user and per-node caps.
+    /// Adds a session; refuses past the per-user and per-address caps, whatever the transport.
     public func register(_ session: Session) throws(GatewayError) {
+        let address = session.principal.remoteAddress
+        if let address {
+            let admitted = perIP.withLock { counts -> Bool in
+                let used = counts[address] ?? 0
+                guard used < maxConnectionsPerIP else { return false }
+                counts[address] = used + 1
+                return true
+            }
+            guard admitted else {
+                throw GatewayError(.rateLimited, "too many connections from this address (\(maxConnectionsPerIP))", retryAfterMs: 5000)
+            }
+        }
         let result: Result<Bool, GatewayError> = sessions.withLock { map in
             guard (map[session.user]?.count ?? 0) < maxSessionsPerUser else {
                 return .failure(GatewayError(.rateLimited, "too many sessions for this user (\(maxSessionsPerUser))", retryAfterMs: 5000))
@@ -77,8 +89,13 @@ public final class SessionHub: PresenceQuery, Sendable {
             }
             return .success(false)
         }
-        let first = try result.get()
-        if let address = session.principal.remoteAddress { perIP.withLock { $0[address, default: 0] += 1 } }
+        let first: Bool
+        do {
+            first = try result.get()
+        } catch {
+            if let address { releaseAddress(address) }
+            throw error
+        }
         counter(for: session.principal.transport)?.wrappingIncrement(ordering: .relaxed)
         if first { tellObserver(session.user, online: true) }
     }
@@ -100,15 +117,20 @@ public final class SessionHub: PresenceQuery, Sendable {
             }
         }
         guard removed else { return }
-        if let address = session.principal.remoteAddress {
-            perIP.withLock { counts in
-                let left = (counts[address] ?? 1) - 1
-                counts[address] = left > 0 ? left : nil
-            }
-        }
+        if let address = session.principal.remoteAddress { releaseAddress(address) }
         counter(for: session.principal.transport)?.wrappingDecrement(ordering: .relaxed)
         if last { tellObserver(session.user, online: false) }
     }
+
+    private func releaseAddress(_ address: String) {
+        perIP.withLock { counts in
+            let left = (counts[address] ?? 1) - 1
+            counts[address] = left > 0 ? left : nil
+        }
+    }
+
+    /// Addresses with at least one live session (a closed session leaves none behind).
+    public var trackedAddressCount: Int { perIP.withLock { $0.count } }
 
     private func counter(for transport: TransportKind) -> ManagedAtomic<Int>? {
         switch transport {

@@ -33,6 +33,8 @@ public final class Committer: Sendable {
     private let logger: Logger
     /// The fault seam: tests make the next commits fail or slow.
     public let faults: StoreFaults
+    /// Whether the last commit (or probe) succeeded: `/readyz` answers 503 while it did not.
+    private let healthy = Atomic<Bool>(true)
 
     public init(store: any MessageStore, maxPending: Int, maxBatch: Int = 1024, faults: StoreFaults = StoreFaults(), logger: Logger, delivery: @escaping Delivery) {
         self.store = store
@@ -41,6 +43,25 @@ public final class Committer: Sendable {
         self.faults = faults
         self.logger = logger
         self.delivery = delivery
+    }
+
+    /// Whether the store took the last commit. After a failure it stays false until a commit
+    /// or a `probe` succeeds.
+    public var isHealthy: Bool { healthy.load(ordering: .relaxed) }
+
+    /// Tries an empty write transaction (through the fault seam, like a commit) and records
+    /// whether the store took it. `/readyz` calls it while the store is unhealthy, so a node
+    /// that no traffic reaches still finds out when its store is back.
+    public func probe() async -> Bool {
+        do {
+            try await faults.beforeCommit()
+            _ = try await store.commit([])
+            healthy.store(true, ordering: .relaxed)
+            return true
+        } catch {
+            healthy.store(false, ordering: .relaxed)
+            return false
+        }
     }
 
     /// Number of messages waiting for the store.
@@ -120,12 +141,14 @@ public final class Committer: Sendable {
                 guard outcomes.count == pending.count else {
                     throw GatewayError(.internal, "the store answered \(outcomes.count) outcomes for \(pending.count) messages")
                 }
+                healthy.store(true, ordering: .relaxed)
                 delivery(pending, outcomes)
                 for index in outcomes.indices {
                     pending[index].answer?(.success(outcomes[index]))
                     tickets[index].fulfill(.success(outcomes[index]))
                 }
             } catch {
+                healthy.store(false, ordering: .relaxed)
                 let clientError = GatewayError.from(error)
                 let answer: GatewayError = clientError.code == .internal ? .unavailable("the store failed; nothing was stored") : clientError
                 logger.error("store commit failed", metadata: ["error": "\(error)", "gateway.batch": "\(pending.count)"])

@@ -81,8 +81,17 @@ public protocol GroupStore: Sendable {
     func members(of group: String) async throws -> [String]?
     func isMember(_ user: String, of group: String) async throws -> Bool
     func groups(of user: String) async throws -> [GroupInfo]
-    /// Adds and removes members; returns the group after the change. Throws `not_found`.
-    func updateMembers(of group: String, add: [String], remove: [String]) async throws -> GroupInfo
+    /// Adds and removes members (removals first) in one transaction; returns the group after
+    /// the change. Throws `not_found`, or `too_large` and changes nothing when the group would
+    /// end with more than `maxMembers` members.
+    func updateMembers(of group: String, add: [String], remove: [String], maxMembers: Int) async throws -> GroupInfo
+}
+
+extension GroupStore {
+    /// `updateMembers` with no cap.
+    public func updateMembers(of group: String, add: [String], remove: [String]) async throws -> GroupInfo {
+        try await updateMembers(of: group, add: add, remove: remove, maxMembers: .max)
+    }
 }
 
 /// Read positions: how far each user has read each conversation.

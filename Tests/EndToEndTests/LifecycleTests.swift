@@ -1,0 +1,142 @@
+import AsyncHTTPClient
+import ChatClient
+import Foundation
+import GatewayCore
+import NIOCore
+import NIOPosix
+import Testing
+
+@testable import chatgate
+
+/// Issue 9: a connection that ends leaves nothing behind, however it ended. Each churn opens and
+/// closes hundreds of connections of one kind, then every per-connection count of the node
+/// (`GatewayApplication.lifecycleCounts`: objects alive, places, addresses, sessions, deadlines)
+/// must read 0. Before the fix the WebSocket handler and its connection (and the connection and
+/// its session) held each other, and every count but the hub's stayed at the number of
+/// connections ever made.
+@Suite("Connection lifecycle", .serialized)
+struct LifecycleTests {
+    static let churn = 400
+
+    /// Runs `body` `count` times, `width` at a time.
+    static func repeated(_ count: Int, width: Int = 25, _ body: @escaping @Sendable (Int) async throws -> Void) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for start in stride(from: 0, to: count, by: width) {
+                for index in start..<min(count, start + width) { group.addTask { try await body(index) } }
+                try await group.waitForAll()
+            }
+        }
+    }
+
+    /// Waits (bounded) for the server side of closed connections to finish closing: the client
+    /// has seen its socket close, the server's channel close runs right after on its loop.
+    static func settled(_ gateway: TestGateway, within seconds: Double = 10) async throws -> [String: Int] {
+        let end = Date().addingTimeInterval(seconds)
+        var counts = gateway.bootstrap.application.lifecycleCounts
+        while counts.values.contains(where: { $0 != 0 }), Date() < end {
+            try await Task.sleep(for: .milliseconds(20))
+            counts = gateway.bootstrap.application.lifecycleCounts
+        }
+        return counts
+    }
+
+    static func expectNothingLeft(_ counts: [String: Int], _ what: String) {
+        for (name, value) in counts.sorted(by: { $0.key < $1.key }) {
+            #expect(value == 0, "\(what): \(name) is \(value) after every connection closed")
+        }
+    }
+
+    /// Waits for the server to close `stream` (or for the close to be seen).
+    static func closed(_ stream: WebSocketStream) async throws {
+        while true {
+            switch try await stream.next(timeout: 10) {
+            case .close, .disconnected: return
+            default: continue
+            }
+        }
+    }
+
+    @Test func webSocketsAuthenticatedInTheHandshakeLeaveNothing() async throws {
+        let gateway = try await TestGateway.start(extra: "limits: { max_sessions_per_user: 1000 }")
+        try await Self.repeated(Self.churn) { index in
+            let (stream, _) = try await gateway.connect("u\(index % 40)")
+            stream.raw.close(code: 1000)
+            try await Self.closed(stream)
+        }
+        Self.expectNothingLeft(try await Self.settled(gateway), "handshake-authenticated")
+        await gateway.stop()
+    }
+
+    @Test func webSocketsThatAuthenticateByFrameOrNeverLeaveNothing() async throws {
+        let gateway = try await TestGateway.start(extra: "limits: { max_sessions_per_user: 1000, auth_timeout_ms: 200 }")
+        try await Self.repeated(Self.churn) { index in
+            let (stream, status, _) = try await WebSocketStream.connect(port: gateway.port)
+            #expect(status == 101)
+            switch index % 3 {
+            case 0:
+                // `auth` frame, hello, then the client closes.
+                stream.send(.object(["type": "auth", "token": .string(try await gateway.token("f\(index % 40)"))]))
+                #expect(try await stream.nextFrame()["type"]?.stringValue == "hello")
+                stream.raw.close(code: 1000)
+            case 1:
+                // Upgraded and gone without a word.
+                stream.raw.disconnect()
+                return
+            default:
+                // Silent until the auth timeout closes it (4001).
+                break
+            }
+            try await Self.closed(stream)
+        }
+        Self.expectNothingLeft(try await Self.settled(gateway), "frame-authenticated or silent")
+        await gateway.stop()
+    }
+
+    @Test func refusedKickedAndBadFrameConnectionsLeaveNothing() async throws {
+        let gateway = try await TestGateway.start(extra: "limits: { max_sessions_per_user: 1000 }")
+        try await Self.repeated(Self.churn / 2) { index in
+            switch index % 3 {
+            case 0:
+                // Refused at the handshake: a bad token.
+                let (_, status, _) = try await WebSocketStream.connect(port: gateway.port, headers: [("Authorization", "Bearer nope")])
+                #expect(status == 401)
+            case 1:
+                // Closed by the server after ten bad frames (4000).
+                let (stream, _) = try await gateway.connect("b\(index)")
+                for _ in 0..<10 { stream.send("{not json") }
+                try await Self.closed(stream)
+            default:
+                // Kicked by the operator.
+                let (stream, _) = try await gateway.connect("k\(index)")
+                let answer = try await gateway.request(.POST, "/admin/kick", token: "admin-test-token", body: #"{"user":"k\#(index)"}"#, admin: true)
+                #expect(answer.status == 200)
+                try await Self.closed(stream)
+            }
+        }
+        Self.expectNothingLeft(try await Self.settled(gateway), "refused, bad-frame and kicked")
+        await gateway.stop()
+    }
+
+    @Test func longPollSessionsClosedOrExpiredLeaveNothing() async throws {
+        let gateway = try await TestGateway.start(extra: "longpoll: { session_ttl_ms: 200 }\nlimits: { max_sessions_per_user: 1000 }")
+        // An HTTP client of its own, shut down at the end: its kept-alive sockets hold places.
+        let http = HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton)
+        try await Self.repeated(Self.churn / 2) { index in
+            let token = try await gateway.token("lp\(index % 40)")
+            let opened = try await gateway.request(.POST, "/v1/lp/open", token: token, body: "{}", client: http)
+            let session = try #require(opened.json?["session"]?.stringValue)
+            if index % 2 == 0 {
+                // A poll that waits, then the close: the waiting poll ends (or, if the close
+                // came first, finds no session), and its timer is cancelled.
+                async let poll = gateway.request(.GET, "/v1/lp/poll?session=\(session)&timeout_ms=30000", token: token, client: http)
+                let closed = try await gateway.request(.POST, "/v1/lp/close?session=\(session)", token: token, client: http)
+                #expect(closed.status == 204)
+                #expect([200, 404].contains(try await poll.status))
+            }
+            // The others expire after session_ttl_ms without a poll.
+        }
+        try await http.shutdown()
+        Self.expectNothingLeft(try await Self.settled(gateway), "long-poll")
+        await gateway.stop()
+    }
+}
