@@ -192,7 +192,7 @@ struct ConfigLoaderTests {
           admin:
             <<: *endpoint
             port: 9091
-            token: a-real-token
+            token: a-real-admin-token-0123
         pipeline:
           - stage: id
         """

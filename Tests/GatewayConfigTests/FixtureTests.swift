@@ -54,7 +54,7 @@ struct FixtureTests {
         ("duplicate-key-in-sequence.yaml",
          "duplicate-key-in-sequence.yaml:5:5: error: pipeline[1].stage: duplicate key 'stage' (first at line 3)"),
         ("admin-public-default-token.yaml",
-         "admin-public-default-token.yaml:2:10: error: listen.admin.token: the admin listener is not on loopback (0.0.0.0): set a real token (ADMIN_TOKEN)"),
+         "admin-public-default-token.yaml:2:10: error: listen.admin.token: the admin listener is not on loopback (0.0.0.0): set a token of your own, at least 16 characters (ADMIN_TOKEN)"),
         ("postgres-without-url.yaml",
          "postgres-without-url.yaml:2:3: error: store.url: required when kind is postgres"),
         ("unknown-store-kind.yaml",
