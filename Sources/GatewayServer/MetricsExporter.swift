@@ -119,6 +119,7 @@ final class MetricsExporter: Sendable {
             state.buffer.removeAll(keepingCapacity: true)
             registry.emit(into: &state.buffer)
             Self.emitLatency(figures.stages, into: &state.buffer)
+            Self.emitPush(figures.push, into: &state.buffer)
             return state.buffer
         }
     }
