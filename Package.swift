@@ -192,6 +192,7 @@ let package = Package(
             name: "EndToEndTests",
             dependencies: [
                 "chatgate", "ChatClient", "GatewayCore", "GatewayConfig", "GatewayServer", "GatewayTesting", "StageAuth",
+                "StagePush",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
