@@ -14,7 +14,7 @@ import Synchronization
 /// `{"aps": {...}, "data": <notification>}`. 200 is sent; 410, and 400 `BadDeviceToken` /
 /// `DeviceTokenNotForTopic`, mean the target is gone; 403 `ExpiredProviderToken` renews the
 /// token and retries; 429 and 5xx are retried (`Retry-After`).
-struct APNsProvider: PushProvider {
+final class APNsProvider: PushProvider {
     let settings: APNsProviderSettings
     let key: P256.Signing.PrivateKey
     let http: PushHTTPClient

@@ -12,7 +12,7 @@ import _CryptoExtras
 /// `{"message": {"token", "data": {"push": <notification JSON text>}, "android": {...}}}`
 /// (FCM data values are strings). 200 is sent; 404 or `UNREGISTERED` mean the target is gone;
 /// 401 renews the token and retries; 429 and 5xx are retried (`Retry-After`).
-struct FCMProvider: PushProvider {
+final class FCMProvider: PushProvider {
     let settings: FCMProviderSettings
     let key: _RSA.Signing.PrivateKey
     let http: PushHTTPClient

@@ -164,8 +164,9 @@ final class PushDispatcher: Sendable {
                 // Due now but not claimable (leased elsewhere): do not spin.
                 waitMs = 10
             }
+            let sleepMs = waitMs
             await withTaskGroup(of: Void.self) { group in
-                group.addTask { try? await Task.sleep(for: .milliseconds(waitMs)) }
+                group.addTask { try? await Task.sleep(for: .milliseconds(sleepMs)) }
                 group.addTask { await self.waitForKick() }
                 await group.next()
                 group.cancelAll()

@@ -1,4 +1,5 @@
 import Crypto
+import Foundation
 import GatewayCore
 
 /// RFC 8291 message encryption for Web Push: `aes128gcm` (RFC 8188) with a key derived from an

@@ -9,7 +9,7 @@ import Synchronization
 /// conversation, so a push service keeps only the newest notification of it), and an RFC 8292
 /// VAPID `Authorization: vapid t=<ES256 JWT>, k=<public key>`. 201/2xx is sent; 404 and 410
 /// mean the subscription is gone; 429 and 5xx are retried.
-struct WebPushProvider: PushProvider {
+final class WebPushProvider: PushProvider {
     let settings: WebPushProviderSettings
     let key: P256.Signing.PrivateKey
     /// The application server key as browsers take it (`applicationServerKey`): base64url of

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Crypto
+import Foundation
 import GatewayCore
 import NIOCore
 

@@ -64,10 +64,11 @@ extension InMemoryStore: DeviceStore, PushQueue {
 
 extension InMemoryPushTables.State {
     mutating func enqueue(_ item: PushQueueItem, collapseMs: Int64, maxListed: Int) {
-        if let (id, existing) = jobs.first(where: {
+        if let found = jobs.first(where: {
             $0.value.job.targetID == item.targetID && $0.value.job.collapseKey == item.collapseKey && $0.value.claimedUntil == 0
         }) {
-            var merged = existing
+            let id = found.key
+            var merged = found.value
             merged.job.count += 1
             if merged.listed < maxListed {
                 merged.job.messages = Array(merged.job.messages.dropLast()) + [UInt8(ascii: ",")] + item.entry + [UInt8(ascii: "]")]
@@ -133,7 +134,7 @@ extension InMemoryStore {
     }
 
     public func nextDue() async throws -> Int64? {
-        push.state.withLock { $0.jobs.values.map(\.job.due).min() }
+        push.state.withLock { $0.jobs.values.map { max($0.job.due, $0.claimedUntil) }.min() }
     }
 
     public func queuedCount() async throws -> Int {

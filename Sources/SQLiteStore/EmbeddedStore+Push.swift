@@ -203,7 +203,7 @@ extension EmbeddedStore: PushQueue {
     }
 
     public func nextDue() async throws -> Int64? {
-        try await read { db in try Int64.fetchOne(db, sql: "SELECT min(due) FROM push_jobs") }
+        try await read { db in try Int64.fetchOne(db, sql: "SELECT min(max(due, claimed_until)) FROM push_jobs") }
     }
 
     public func queuedCount() async throws -> Int {

@@ -3,6 +3,7 @@ import GatewayCore
 import GatewayTesting
 import Logging
 import SQLiteStore
+import Testing
 @testable import StagePush
 
 /// A push stage built by its factory over a store (in memory, or a real SQLite file), with a

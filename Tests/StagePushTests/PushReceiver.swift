@@ -129,7 +129,8 @@ struct TestCertificate {
 
     func serverTLS() throws -> TLSConfiguration {
         var tls = TLSConfiguration.makeServerConfiguration(
-            certificateChain: try NIOSSLCertificate.fromPEMFile(certPath).map { .certificate($0) }, privateKey: .file(keyPath))
+            certificateChain: try NIOSSLCertificate.fromPEMFile(certPath).map { .certificate($0) },
+            privateKey: .privateKey(try NIOSSLPrivateKey(file: keyPath, format: .pem)))
         // h2 only: a client that cannot speak HTTP/2 fails here rather than falling back.
         tls.applicationProtocols = ["h2"]
         return tls

@@ -3,10 +3,12 @@ import GatewayTesting
 import Testing
 @testable import StagePush
 
+/// RFC 8291 Appendix A's subscription keys: valid lengths.
+private let p256dh = "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4"
+private let auth = "BTBZMqHH6r4Tts7J_aSIgg"
+
 @Suite("Push: target registration and the queue's store semantics")
 struct RegistrationTests {
-    static let p256dh = "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4"
-    static let auth = "BTBZMqHH6r4Tts7J_aSIgg"
 
     @Test(
         "bad targets are refused with a message naming the field",
@@ -37,9 +39,9 @@ struct RegistrationTests {
     @Test("valid targets are normalised; plain http endpoints only with allow_http")
     func accepted() throws {
         let webpush = try PushRegistration.parse(
-            try JSONParser.parse(#"{"platform": "webpush", "endpoint": "http://127.0.0.1:1/x", "keys": {"p256dh": "\#(Self.p256dh)", "auth": "\#(Self.auth)"}, "expirationTime": null}"#),
+            try JSONParser.parse(#"{"platform": "webpush", "endpoint": "http://127.0.0.1:1/x", "keys": {"p256dh": "\#(p256dh)", "auth": "\#(auth)"}, "expirationTime": null}"#),
             allowHTTP: true)
-        #expect(webpush.address == "http://127.0.0.1:1/x" && webpush.fields["keys"]?["auth"] == .string(Self.auth))
+        #expect(webpush.address == "http://127.0.0.1:1/x" && webpush.fields["keys"]?["auth"] == .string(auth))
         let apns = try PushRegistration.parse(
             try JSONParser.parse(#"{"platform": "apns", "token": "\#(String(repeating: "AB", count: 32))", "topic": "com.example.app", "device": "phone-1"}"#),
             allowHTTP: false)

@@ -106,7 +106,8 @@ public protocol PushQueue: Sendable {
     /// Returns how many were removed.
     func cancel(user: String, confirmation: PushConfirmation, now: Int64) async throws -> Int
 
-    /// The earliest due time of a queued job, if any (a worker sleeps until then).
+    /// The earliest time a queued job can be claimed (its due time, or the end of its lease if
+    /// later), if any: a worker sleeps until then.
     func nextDue() async throws -> Int64?
 
     /// Jobs queued (claimed or not).
