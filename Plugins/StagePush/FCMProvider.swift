@@ -17,8 +17,16 @@ final class FCMProvider: PushProvider {
     let key: _RSA.Signing.PrivateKey
     let http: PushHTTPClient
     let clock: any GatewayClock
-    /// Guards the access token and when it expires (ms).
-    let token = Mutex<(value: String, expires: Int64)?>(nil)
+    /// The access token: cached with when it expires (ms), or being fetched (one fetch at a
+    /// time; concurrent sends wait for it).
+    enum TokenState {
+        case none
+        case cached(value: String, expires: Int64)
+        case fetching(Task<(value: String, expires: Int64), any Error>)
+    }
+
+    /// Guards the access token state.
+    let token = Mutex<TokenState>(.none)
 
     static let scope = "https://www.googleapis.com/auth/firebase.messaging"
 
@@ -52,9 +60,36 @@ final class FCMProvider: PushProvider {
 
     func accessToken(renew: Bool) async throws -> String {
         let now = clock.nowMillis()
-        if !renew, let cached = token.withLock({ $0 }), cached.expires > now {
-            return cached.value
+        let (cached, fetch) = token.withLock { state -> (String?, Task<(value: String, expires: Int64), any Error>?) in
+            switch state {
+            case .cached(let value, let expires) where !renew && expires > now:
+                return (value, nil)
+            case .fetching(let task):
+                return (nil, task)
+            default:
+                let task = Task { try await self.fetchToken(now: now) }
+                state = .fetching(task)
+                return (nil, task)
+            }
         }
+        if let cached { return cached }
+        guard let fetch else { throw TokenError.malformed }
+        do {
+            let fetched = try await fetch.value
+            token.withLock { state in
+                if case .fetching = state { state = .cached(value: fetched.value, expires: fetched.expires) }
+            }
+            return fetched.value
+        } catch {
+            token.withLock { state in
+                if case .fetching = state { state = .none }
+            }
+            throw error
+        }
+    }
+
+    /// One grant: the signed assertion to `token_uri`, the answer's token and expiry (a minute early).
+    func fetchToken(now: Int64) async throws -> (value: String, expires: Int64) {
         var request = HTTPClientRequest(url: settings.account.tokenURI)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
@@ -68,8 +103,7 @@ final class FCMProvider: PushProvider {
             throw TokenError.malformed
         }
         let expiresIn = object["expires_in"]?.int64Value ?? 3600
-        token.withLock { $0 = (value, now + max(0, expiresIn - 60) * 1000) }
-        return value
+        return (value, now + max(0, expiresIn - 60) * 1000)
     }
 
     func body(_ notification: PushNotification, token: String) -> [UInt8] {

@@ -6,6 +6,8 @@ final class InMemoryPushTables: Sendable {
     struct Job {
         var job: PushJob
         var listed: Int
+        /// The end of the collapse window the job was created in: a merge never makes it due earlier.
+        var notBefore: Int64 = 0
         var claimedUntil: Int64 = 0
     }
 
@@ -77,20 +79,21 @@ extension InMemoryPushTables.State {
             merged.job.maxSeq = max(merged.job.maxSeq, item.seq)
             merged.job.maxMessageID = max(merged.job.maxMessageID, item.messageID)
             merged.job.body = item.body
-            merged.job.due = min(merged.job.due, item.due)
+            merged.job.due = max(merged.notBefore, min(merged.job.due, item.due))
             jobs[id] = merged
             return
         }
         guard targets.contains(where: { $0.id == item.targetID }) else { return }
         let windowKey = item.targetID + "\u{0}" + item.collapseKey
-        let due = max(item.due, windows[windowKey] ?? item.due)
+        let notBefore = windows[windowKey] ?? 0
+        let due = max(item.due, notBefore)
         windows[windowKey] = due + collapseMs
         let id = nextJobID
         nextJobID += 1
         let job = PushJob(
             id: id, user: item.user, targetID: item.targetID, collapseKey: item.collapseKey, due: due, attempts: 0, count: 1, maxSeq: item.seq,
             maxMessageID: item.messageID, messages: [UInt8(ascii: "[")] + item.entry + [UInt8(ascii: "]")], body: item.body)
-        jobs[id] = InMemoryPushTables.Job(job: job, listed: 1)
+        jobs[id] = InMemoryPushTables.Job(job: job, listed: 1, notBefore: notBefore)
     }
 }
 

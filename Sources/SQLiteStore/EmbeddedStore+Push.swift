@@ -7,7 +7,8 @@ extension EmbeddedStore {
     /// - `push_targets`: one row per (user, platform, address); `fields` is the registration's
     ///   JSON object.
     /// - `push_jobs`: a notification waiting to be sent; `claimed_until` is a worker's lease
-    ///   (0: unclaimed), `messages` the JSON array of its entries (`listed` of them), `body` the
+    ///   (0: unclaimed), `not_before` the end of the collapse window it was created in (a merge
+    ///   never makes it due earlier), `messages` the JSON array of its entries (`listed` of them), `body` the
     ///   newest message's body with `include_body`.
     /// - `push_windows`: per (target, collapse key), when its collapse window ends.
     static func registerPushMigration(in migrator: inout DatabaseMigrator) {
@@ -32,6 +33,7 @@ extension EmbeddedStore {
                     due INTEGER NOT NULL,
                     attempts INTEGER NOT NULL DEFAULT 0,
                     claimed_until INTEGER NOT NULL DEFAULT 0,
+                    not_before INTEGER NOT NULL DEFAULT 0,
                     count INTEGER NOT NULL,
                     listed INTEGER NOT NULL,
                     max_seq INTEGER NOT NULL,
@@ -132,7 +134,7 @@ extension EmbeddedStore: PushQueue {
                     count = count + 1,
                     messages = CASE WHEN listed < ? THEN substr(messages, 1, length(messages) - 1) || ',' || ? || ']' ELSE messages END,
                     listed = CASE WHEN listed < ? THEN listed + 1 ELSE listed END,
-                    max_seq = max(max_seq, ?), max_id = max(max_id, ?), body = ?, due = min(due, ?)
+                    max_seq = max(max_seq, ?), max_id = max(max_id, ?), body = ?, due = max(not_before, min(due, ?))
                 WHERE id = (SELECT id FROM push_jobs WHERE target_id = ? AND collapse_key = ? AND claimed_until = 0 LIMIT 1)
                 """,
             arguments: [maxListed, entry, maxListed, item.seq, messageID, body, item.due, item.targetID, item.collapseKey])
@@ -140,7 +142,8 @@ extension EmbeddedStore: PushQueue {
         guard try Bool.fetchOne(db, sql: "SELECT 1 FROM push_targets WHERE id = ?", arguments: [item.targetID]) != nil else { return }
         let window = try Int64.fetchOne(
             db, sql: "SELECT until FROM push_windows WHERE target_id = ? AND collapse_key = ?", arguments: [item.targetID, item.collapseKey])
-        let due = max(item.due, window ?? item.due)
+        let notBefore = window ?? 0
+        let due = max(item.due, notBefore)
         try db.execute(
             sql: """
                 INSERT INTO push_windows(target_id, collapse_key, until) VALUES (?, ?, ?)
@@ -149,10 +152,10 @@ extension EmbeddedStore: PushQueue {
             arguments: [item.targetID, item.collapseKey, due + collapseMs])
         try db.execute(
             sql: """
-                INSERT INTO push_jobs(user, target_id, collapse_key, due, count, listed, max_seq, max_id, messages, body)
-                VALUES (?, ?, ?, ?, 1, 1, ?, ?, ?, ?)
+                INSERT INTO push_jobs(user, target_id, collapse_key, due, not_before, count, listed, max_seq, max_id, messages, body)
+                VALUES (?, ?, ?, ?, ?, 1, 1, ?, ?, ?, ?)
                 """,
-            arguments: [item.user, item.targetID, item.collapseKey, due, item.seq, messageID, "[" + entry + "]", body])
+            arguments: [item.user, item.targetID, item.collapseKey, due, notBefore, item.seq, messageID, "[" + entry + "]", body])
     }
 
     public func claimDue(now: Int64, limit: Int, leaseMs: Int64) async throws -> [PushJob] {

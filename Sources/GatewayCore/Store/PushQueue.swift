@@ -85,9 +85,10 @@ public enum PushConfirmation: Sendable, Hashable {
 /// ```
 public protocol PushQueue: Sendable {
     /// Queues `items` in one transaction, each as follows. When an unclaimed job of the same
-    /// (target, collapse key) waits, the message joins it (count + 1, its entry appended while the list holds fewer than
-    /// `maxListed`, the earlier due time kept). Otherwise a new job is due at `item.due`, or at
-    /// the end of the target's collapse window for that key when one is open (a notification
+    /// (target, collapse key) waits, the message joins it: count + 1, its entry appended while
+    /// the list holds fewer than `maxListed`, the earlier due time kept (but never earlier than
+    /// the collapse window the job was created in). Otherwise a new job is due at `item.due`, or
+    /// at the end of the target's collapse window for that key when one is open (a notification
     /// of the key was queued less than `collapseMs` before); the window then runs `collapseMs`
     /// from the new job's due time. An item whose target no longer exists is skipped.
     func enqueue(_ items: [PushQueueItem], collapseMs: Int64, maxListed: Int) async throws
