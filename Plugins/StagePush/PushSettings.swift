@@ -154,12 +154,20 @@ extension PushSettings.Providers {
 /// | key | type | default | constraint |
 /// |---|---|---|---|
 /// | `secret` | string (secret) | none | not empty; signs each POST (`X-ChatGateway-Signature: sha256=<hex HMAC-SHA256 of the body>`) |
+/// | `allowed_hosts` | [string] | none (any host) | host names a target's `url` may name (exact, case-insensitive); others are refused at registration and not sent to |
 public struct WebhookProviderSettings: Codable, Sendable {
     public var secret: Secret?
+    public var allowedHosts: [String]?
 
-    public init(secret: Secret? = nil) { self.secret = secret }
+    public init(secret: Secret? = nil, allowedHosts: [String]? = nil) {
+        self.secret = secret
+        self.allowedHosts = allowedHosts
+    }
 
-    enum CodingKeys: String, CodingKey { case secret }
+    enum CodingKeys: String, CodingKey {
+        case secret
+        case allowedHosts = "allowed_hosts"
+    }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -167,5 +175,17 @@ public struct WebhookProviderSettings: Codable, Sendable {
         if let secret, secret.value.isEmpty {
             throw DecodingError.dataCorruptedError(forKey: .secret, in: c, debugDescription: "must not be empty (leave the key out for unsigned requests)")
         }
+        allowedHosts = try c.decodeIfPresent([String].self, forKey: .allowedHosts)?.map { $0.lowercased() }
+        if let allowedHosts, allowedHosts.isEmpty || allowedHosts.contains(where: \.isEmpty) {
+            throw DecodingError.dataCorruptedError(
+                forKey: .allowedHosts, in: c, debugDescription: "must list at least one host name (leave the key out to allow any)")
+        }
+    }
+
+    /// Whether a target's url may be notified.
+    func allows(_ url: String) -> Bool {
+        guard let allowedHosts else { return true }
+        guard let host = PushRegistration.host(of: url) else { return false }
+        return allowedHosts.contains(host)
     }
 }

@@ -64,6 +64,12 @@ public struct PushStage: Stage, PushRegistrationPolicy, PushFigureSource {
     public var allowHTTP: Bool { settings.allowHTTP }
     public var platforms: Set<PushPlatform> { settings.providers.platforms }
 
+    public func check(_ registration: PushRegistration) throws(GatewayError) {
+        if registration.platform == .webhook, let webhook = settings.providers.webhook, !webhook.allows(registration.address) {
+            throw .badFrame("'url' names a host the push stage's webhook provider does not allow (providers.webhook.allowed_hosts)")
+        }
+    }
+
     public var services: [any Service] { [PushDispatcher.Worker(dispatcher: dispatcher)] }
 
     /// Sends every notification due now (tests call it after stepping their clock). Returns how

@@ -9,12 +9,14 @@ import NIOCore
 /// 2xx is sent; 404 and 410 mean the target is gone; 408, 429 and 5xx are retried (honouring
 /// `Retry-After`); other statuses give the notification up.
 struct WebhookPushProvider: PushProvider {
+    let settings: WebhookProviderSettings
     let key: SymmetricKey?
     let http: PushHTTPClient
 
     var platform: PushPlatform { .webhook }
 
     init(settings: WebhookProviderSettings, http: PushHTTPClient) {
+        self.settings = settings
         key = settings.secret.map { SymmetricKey(data: Array($0.value.utf8)) }
         self.http = http
     }
@@ -26,6 +28,7 @@ struct WebhookPushProvider: PushProvider {
 
     func send(_ notification: PushNotification, to target: PushTarget) async -> PushResult {
         guard let url = target.fields["url"]?.stringValue else { return .failed("target without url") }
+        guard settings.allows(url) else { return .failed("url host not in allowed_hosts") }
         var request = HTTPClientRequest(url: url)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")

@@ -59,6 +59,7 @@ struct DeviceRoutes: Sendable {
             let enabled = policy.platforms.map(\.rawValue).sorted().joined(separator: ", ")
             throw GatewayError.badFrame("platform '\(registration.platform.rawValue)' has no provider configured here (enabled: \(enabled.isEmpty ? "none" : enabled))")
         }
+        try policy?.check(registration)
         let target = PushTarget(
             id: "pt_" + String(UInt64.random(in: 0...UInt64.max), radix: 36), user: identity.user, device: registration.device ?? "default",
             platform: registration.platform, address: registration.address, fields: registration.fields, createdAt: gateway.clock.nowMillis())

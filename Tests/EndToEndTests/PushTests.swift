@@ -236,6 +236,22 @@ struct PushTests {
         await gateway.stop()
     }
 
+    @Test("the repository's config.yaml, with its push stage, passes check-config")
+    func defaultConfig() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let process = Process()
+        process.executableURL = ChildGateway.binary
+        process.arguments = ["check-config", root.appendingPathComponent("config.yaml").path]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = out
+        try process.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(text)")
+        #expect(text.contains("push (push) on [delivered,read,send]"))
+    }
+
     @Test("kill -9 with a push pending loses nothing: the restarted gateway delivers it")
     func killNine() async throws {
         let receiver = try await PushHookServer.start(status: 503)

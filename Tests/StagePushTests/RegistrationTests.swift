@@ -50,6 +50,31 @@ struct RegistrationTests {
         #expect(webhook.address == "http://hooks.example/p")
     }
 
+    @Test("hosts of URLs", arguments: [
+        ("https://Hooks.Example.com/p?q", "hooks.example.com"), ("http://user:pw@10.0.0.1:8080/x", "10.0.0.1"),
+        ("https://[::1]:9/x", "::1"), ("https:///x", nil),
+    ])
+    func hosts(url: String, host: String?) {
+        #expect(PushRegistration.host(of: url) == host)
+    }
+
+    @Test("providers.webhook.allowed_hosts refuses other hosts at registration and at send time")
+    func allowedHosts() async throws {
+        let fixture = try PushFixture.make(
+            settings: #"{"providers": {"webhook": {"allowed_hosts": ["hooks.example.com"]}}, "allow_http": true}"#)
+        let allowed = try PushRegistration.parse(try JSONParser.parse(#"{"platform": "webhook", "url": "https://HOOKS.example.com/a"}"#), allowHTTP: false)
+        try fixture.stage.check(allowed)
+        let other = try PushRegistration.parse(try JSONParser.parse(#"{"platform": "webhook", "url": "http://127.0.0.1:9090/admin"}"#), allowHTTP: false)
+        let error = #expect(throws: GatewayError.self) { try fixture.stage.check(other) }
+        #expect(error?.code == .badFrame && error?.message.contains("allowed_hosts") == true)
+        // A target stored before the list changed is not sent to.
+        try await fixture.register("bob", ["platform": "webhook", "url": "http://127.0.0.1:9/x"])
+        try await fixture.send("m", id: 1)
+        #expect(await fixture.stage.runDue() == 1)
+        #expect(await fixture.stage.pushFigures().failed == 1)
+        await fixture.close()
+    }
+
     static func target(_ id: String, user: String, address: String) -> PushTarget {
         PushTarget(id: id, user: user, device: "d", platform: .webhook, address: address, fields: ["url": .string(address)], createdAt: 1)
     }

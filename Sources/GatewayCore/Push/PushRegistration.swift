@@ -7,6 +7,13 @@ public protocol PushRegistrationPolicy: Sendable {
     var allowHTTP: Bool { get }
     /// Platforms with a configured provider.
     var platforms: Set<PushPlatform> { get }
+    /// Refuses a valid registration the policy does not allow (a webhook host not in an
+    /// allow-list, say) with a `bad_frame` naming why. Default: allows everything.
+    func check(_ registration: PushRegistration) throws(GatewayError)
+}
+
+extension PushRegistrationPolicy {
+    public func check(_ registration: PushRegistration) throws(GatewayError) {}
 }
 
 /// A validated `POST /v1/devices` body (PROTOCOL.md section 9).
@@ -103,6 +110,19 @@ public struct PushRegistration: Sendable, Hashable {
         let hostname = host.split(separator: "@").last.map { $0.prefix { $0 != ":" } } ?? ""
         guard !hostname.isEmpty || host.hasPrefix("[") else { throw .badFrame("'\(field)' must be \(expected) with a host") }
         return text
+    }
+
+    /// The host of an absolute http(s) URL, lowercased, without user info, port or brackets.
+    public static func host(of url: String) -> String? {
+        guard let schemeEnd = url.firstRange(of: "://") else { return nil }
+        let authority = url[schemeEnd.upperBound...].prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+        var host = Substring(authority.split(separator: "@", omittingEmptySubsequences: false).last ?? "")
+        if host.hasPrefix("[") {
+            host = host.dropFirst().prefix { $0 != "]" }
+        } else {
+            host = host.prefix { $0 != ":" }
+        }
+        return host.isEmpty ? nil : host.lowercased()
     }
 
     /// Decodes base64url (padding optional) and checks the decoded length.
