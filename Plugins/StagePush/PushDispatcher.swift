@@ -63,7 +63,8 @@ final class PushDispatcher: Sendable {
         }
     }
 
-    /// Sends one claimed job and settles it in the queue.
+    /// Sends one claimed job and settles it in the queue; the counters move once the queue says
+    /// so, so `/admin/stats` never shows a notification both sent and queued.
     func handle(_ job: PushJob) async {
         do {
             guard let target = try await devices.target(id: job.targetID) else {
@@ -71,35 +72,35 @@ final class PushDispatcher: Sendable {
                 return
             }
             guard let provider = providers[target.platform] else {
-                counters.record(.failed, platform: target.platform)
                 try await queue.complete(job.id)
+                counters.record(.failed, platform: target.platform)
                 return
             }
             let result = await provider.send(PushNotification.make(job: job), to: target)
             switch result {
             case .sent:
-                counters.record(.sent, platform: target.platform)
                 try await queue.complete(job.id)
+                counters.record(.sent, platform: target.platform)
             case .gone:
-                counters.record(.targetGone, platform: target.platform)
                 logger.debug("push target gone", metadata: ["gateway.push.platform": "\(target.platform.rawValue)"])
                 _ = try await devices.removeTarget(id: target.id, user: nil)
                 try await queue.complete(job.id)
+                counters.record(.targetGone, platform: target.platform)
             case .failed(let reason):
-                counters.record(.failed, platform: target.platform)
                 logger.debug("push failed", metadata: ["gateway.push.platform": "\(target.platform.rawValue)", "gateway.reason": "\(reason)"])
                 try await queue.complete(job.id)
+                counters.record(.failed, platform: target.platform)
             case .retry(let reason, let afterMs):
                 let attempts = job.attempts + 1
                 guard attempts < settings.maxAttempts else {
-                    counters.record(.failed, platform: target.platform)
                     logger.debug("push given up", metadata: ["gateway.push.platform": "\(target.platform.rawValue)", "gateway.reason": "\(reason)"])
                     try await queue.complete(job.id)
+                    counters.record(.failed, platform: target.platform)
                     return
                 }
-                counters.record(.retried, platform: target.platform)
                 let delay = afterMs ?? backoff(attempt: attempts)
                 try await queue.reschedule(job.id, due: clock.nowMillis() + delay, attempts: attempts)
+                counters.record(.retried, platform: target.platform)
             }
         } catch {
             // The store failed: the lease runs out and the job is tried again.

@@ -7,41 +7,59 @@ import _CryptoExtras
 ///
 /// | key | type | default | constraint |
 /// |---|---|---|---|
-/// | `vapid_private_key` | string (secret) | required | the application server's P-256 private key: base64url of the 32-byte scalar (as `web-push generate-vapid-keys` prints) or a PEM |
-/// | `subject` | string | required | `mailto:` or `https:` contact for the push service (the JWT's `sub`) |
+/// | `vapid.private_key` | string (secret) | required | the application server's P-256 private key: base64url of the 32-byte scalar (as `web-push generate-vapid-keys` prints) or a PEM |
+/// | `vapid.subject` | string | required | `mailto:` or `https:` contact for the push service (the JWT's `sub`) |
 /// | `ttl_s` | int | 86400 | 0...2419200: how long the push service keeps an undelivered notification (`TTL`) |
 /// | `urgency` | string | `high` | `very-low`, `low`, `normal`, `high` (`Urgency`) |
 public struct WebPushProviderSettings: Codable, Sendable {
-    public var vapidPrivateKey: Secret
-    public var subject: String
+    /// The application server's identity (RFC 8292).
+    public struct VAPID: Codable, Sendable {
+        public var subject: String
+        public var privateKey: Secret
+
+        enum CodingKeys: String, CodingKey {
+            case subject
+            case privateKey = "private_key"
+        }
+
+        public init(subject: String, privateKey: Secret) {
+            self.subject = subject
+            self.privateKey = privateKey
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            privateKey = try c.decode(Secret.self, forKey: .privateKey)
+            guard WebPushProviderSettings.signingKey(privateKey.value) != nil else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .privateKey, in: c, debugDescription: "must be a P-256 private key: base64url of 32 bytes, or a PEM")
+            }
+            subject = try c.decode(String.self, forKey: .subject)
+            guard subject.hasPrefix("mailto:") || subject.hasPrefix("https://") else {
+                throw DecodingError.dataCorruptedError(forKey: .subject, in: c, debugDescription: "must be a mailto: or https: URL (was '\(subject)')")
+            }
+        }
+    }
+
+    public var vapid: VAPID
     public var ttlSeconds: Int
     public var urgency: String
 
     enum CodingKeys: String, CodingKey {
-        case vapidPrivateKey = "vapid_private_key"
-        case subject
+        case vapid
         case ttlSeconds = "ttl_s"
         case urgency
     }
 
-    public init(vapidPrivateKey: Secret, subject: String, ttlSeconds: Int = 86_400, urgency: String = "high") {
-        self.vapidPrivateKey = vapidPrivateKey
-        self.subject = subject
+    public init(vapid: VAPID, ttlSeconds: Int = 86_400, urgency: String = "high") {
+        self.vapid = vapid
         self.ttlSeconds = ttlSeconds
         self.urgency = urgency
     }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        vapidPrivateKey = try c.decode(Secret.self, forKey: .vapidPrivateKey)
-        guard Self.signingKey(vapidPrivateKey.value) != nil else {
-            throw DecodingError.dataCorruptedError(
-                forKey: .vapidPrivateKey, in: c, debugDescription: "must be a P-256 private key: base64url of 32 bytes, or a PEM")
-        }
-        subject = try c.decode(String.self, forKey: .subject)
-        guard subject.hasPrefix("mailto:") || subject.hasPrefix("https://") else {
-            throw DecodingError.dataCorruptedError(forKey: .subject, in: c, debugDescription: "must be a mailto: or https: URL (was '\(subject)')")
-        }
+        vapid = try c.decode(VAPID.self, forKey: .vapid)
         ttlSeconds = try c.decodeIfPresent(Int.self, forKey: .ttlSeconds) ?? 86_400
         guard (0...2_419_200).contains(ttlSeconds) else {
             throw DecodingError.dataCorruptedError(forKey: .ttlSeconds, in: c, debugDescription: "must be 0...2419200 (was \(ttlSeconds))")

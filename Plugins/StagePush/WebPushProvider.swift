@@ -23,8 +23,8 @@ final class WebPushProvider: PushProvider {
     var platform: PushPlatform { .webpush }
 
     init(settings: WebPushProviderSettings, http: PushHTTPClient, clock: any GatewayClock) throws {
-        guard let key = WebPushProviderSettings.signingKey(settings.vapidPrivateKey.value) else {
-            throw PushSettingsError(description: "providers.webpush.vapid_private_key is not a P-256 private key")
+        guard let key = WebPushProviderSettings.signingKey(settings.vapid.privateKey.value) else {
+            throw PushSettingsError(description: "providers.webpush.vapid.private_key is not a P-256 private key")
         }
         self.settings = settings
         self.key = key
@@ -51,7 +51,7 @@ final class WebPushProvider: PushProvider {
         let expires = now + 24 * 3600 * 1000
         let token = try ES256Token.make(
             header: ["typ": "JWT", "alg": "ES256"],
-            claims: ["aud": .string(audience), "exp": .int(expires / 1000), "sub": .string(settings.subject)], key: key)
+            claims: ["aud": .string(audience), "exp": .int(expires / 1000), "sub": .string(settings.vapid.subject)], key: key)
         tokens.withLock { cache in
             if cache.count >= 1000 { cache.removeAll() }
             cache[audience] = (token, expires)

@@ -297,7 +297,7 @@ struct PushTests {
         var push: JSONValue?
         while ContinuousClock.now < deadline {
             push = try JSONParser.parse(try await admin.request("GET", "/admin/stats", token: "admin-test-token", body: nil).body)["push"]
-            if push?["sent"] == 1 { break }
+            if push == ["sent": 1, "failed": 0, "queued": 0] { break }
             try await Task.sleep(for: .milliseconds(20))
         }
         #expect(push == ["sent": 1, "failed": 0, "queued": 0])

@@ -41,7 +41,7 @@ struct WebPushTests {
 
     static func settings(extra: String = "") -> String {
         let raw = Base64URLCoder.encode(Array(vapidKey.rawRepresentation))
-        return #"{"providers": {"webpush": {"vapid_private_key": "\#(raw)", "subject": "mailto:ops@example.com", "ttl_s": 3600, "urgency": "normal"}}, "allow_http": true, "timeout_ms": 5000\#(extra)}"#
+        return #"{"providers": {"webpush": {"vapid": {"private_key": "\#(raw)", "subject": "mailto:ops@example.com"}, "ttl_s": 3600, "urgency": "normal"}}, "allow_http": true, "timeout_ms": 5000\#(extra)}"#
     }
 
     @Test("a local push service receives a real notification: headers as RFC 8030, decrypted with the browser's key, VAPID JWT verifies; http_ece decrypts it too")
@@ -133,10 +133,10 @@ struct WebPushTests {
     @Test("VAPID settings are checked when the stage is built")
     func badSettings() throws {
         #expect(throws: (any Error).self) {
-            try PushFixture.make(settings: #"{"providers": {"webpush": {"vapid_private_key": "short", "subject": "mailto:a@b"}}}"#)
+            try PushFixture.make(settings: #"{"providers": {"webpush": {"vapid": {"private_key": "short", "subject": "mailto:a@b"}}}}"#)
         }
         #expect(throws: (any Error).self) {
-            try PushFixture.make(settings: #"{"providers": {"webpush": {"vapid_private_key": "\#(Base64URLCoder.encode(Array(Self.vapidKey.rawRepresentation)))", "subject": "ops"}}}"#)
+            try PushFixture.make(settings: #"{"providers": {"webpush": {"vapid": {"private_key": "\#(Base64URLCoder.encode(Array(Self.vapidKey.rawRepresentation)))", "subject": "ops"}}}}"#)
         }
     }
 }
