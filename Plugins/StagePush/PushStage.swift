@@ -123,11 +123,22 @@ public struct PushStage: Stage, PushRegistrationPolicy, PushFigureSource {
         let body = settings.includeBody ? message.body : nil
         var items: [PushQueueItem] = []
         do {
+            var online: Set<String> = []
+            var wanted: [String] = []
             for user in recipients {
-                let online = context.presence.isOnline(user)
-                if online && settings.confirmMs == 0 { continue }
-                let targets = try await dispatcher.devices.targets(of: user)
-                if targets.isEmpty { continue }
+                if context.presence.isOnline(user) {
+                    if settings.confirmMs == 0 { continue }
+                    online.insert(user)
+                }
+                wanted.append(user)
+            }
+            if wanted.isEmpty { return }
+            // One lookup for every recipient (a group message has many).
+            var targetsOf: [String: [PushTarget]] = [:]
+            for target in try await dispatcher.devices.targets(of: wanted) { targetsOf[target.user, default: []].append(target) }
+            for user in wanted {
+                guard let targets = targetsOf[user] else { continue }
+                let online = online.contains(user)
                 let seq = seqOf[user] ?? 0
                 let entry = Self.entry(message, seq: seq)
                 let due = online ? now + Int64(settings.confirmMs) : now

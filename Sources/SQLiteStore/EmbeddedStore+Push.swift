@@ -89,6 +89,24 @@ extension EmbeddedStore: DeviceStore {
         }
     }
 
+    /// One query per 500 users (SQLite's bound-parameter limit is far above that).
+    public func targets(of users: [String]) async throws -> [PushTarget] {
+        if users.isEmpty { return [] }
+        return try await read { db in
+            var all: [PushTarget] = []
+            var start = 0
+            while start < users.count {
+                let chunk = Array(users[start..<min(start + 500, users.count)])
+                start += chunk.count
+                let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
+                let rows = try Row.fetchAll(
+                    db, sql: "SELECT * FROM push_targets WHERE user IN (\(marks)) ORDER BY user, created_at, id", arguments: StatementArguments(chunk))
+                all += rows.compactMap(Self.target)
+            }
+            return all
+        }
+    }
+
     public func target(id: String) async throws -> PushTarget? {
         try await read { db in
             try Row.fetchOne(db, sql: "SELECT * FROM push_targets WHERE id = ?", arguments: [id]).flatMap(Self.target)
@@ -191,7 +209,13 @@ extension EmbeddedStore: PushQueue {
     }
 
     public func cancel(user: String, confirmation: PushConfirmation, now: Int64) async throws -> Int {
-        try await write { db in
+        // Clients confirm often and usually nothing waits: look on a reader first, so the writer
+        // (which group commits need) is taken only when there is something to cancel.
+        let waiting = try await read { db in
+            try Bool.fetchOne(db, sql: "SELECT 1 FROM push_jobs WHERE user = ? AND claimed_until <= ? LIMIT 1", arguments: [user, now]) != nil
+        }
+        guard waiting else { return 0 }
+        return try await write { db in
             switch confirmation {
             case .delivered(let seq):
                 try db.execute(

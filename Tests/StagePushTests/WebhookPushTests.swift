@@ -214,6 +214,26 @@ struct WebhookPushTests {
         await fixture.close()
     }
 
+    @Test("a group message notifies every member with targets but the sender, each on each target", arguments: [false, true])
+    func group(sqlite: Bool) async throws {
+        let receiver = try await PushReceiver.start()
+        receiver.answer { _ in .init(status: 200) }
+        let fixture = try PushFixture.make(settings: webhookSettings(), sqlite: sqlite)
+        try await fixture.stores.groups.createGroup(
+            GroupInfo(id: "g1", name: "team", owner: "alice", members: ["alice", "bob", "carol", "dave"], createdAt: 0))
+        for user in ["alice", "bob", "carol"] {
+            try await fixture.register(user, ["platform": "webhook", "url": .string(receiver.baseURL + "/" + user)])
+        }
+        try await fixture.register("carol", ["platform": "webhook", "url": .string(receiver.baseURL + "/carol-tablet")])
+        try await fixture.send("hello team", to: .group("g1"), id: 801)
+        #expect(await fixture.stage.runDue() == 3)
+        #expect(Set(receiver.requests.map(\.path)) == ["/bob", "/carol", "/carol-tablet"])
+        let json = try JSONParser.parse(try #require(receiver.requests.first).body)
+        #expect(json["messages"]?.arrayValue?.first?["to"] == ["group": "g1"])
+        await receiver.stop()
+        await fixture.close()
+    }
+
     @Test("the worker service drains the queue when kicked, and stops cleanly")
     func workerService() async throws {
         let receiver = try await PushReceiver.start()

@@ -61,9 +61,21 @@ public protocol DeviceStore: Sendable {
     /// The user's targets, oldest first.
     func targets(of user: String) async throws -> [PushTarget]
 
+    /// The targets of several users (the recipients of a group message), in one query where
+    /// the backend can. Default: `targets(of:)` for each.
+    func targets(of users: [String]) async throws -> [PushTarget]
+
     func target(id: String) async throws -> PushTarget?
 
     /// Removes a target; with `user`, only when it belongs to that user. Returns whether one was
     /// removed. The target's queued push jobs go with it.
     func removeTarget(id: String, user: String?) async throws -> Bool
+}
+
+extension DeviceStore {
+    public func targets(of users: [String]) async throws -> [PushTarget] {
+        var all: [PushTarget] = []
+        for user in users { all += try await targets(of: user) }
+        return all
+    }
 }
