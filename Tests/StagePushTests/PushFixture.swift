@@ -92,7 +92,7 @@ struct PushFixture {
 }
 
 /// Settings JSON with a webhook provider, short timeouts and the given extras.
-func webhookSettings(secret: String? = "s3cret", extra: String = "") -> String {
+func webhookSettings(secret: String? = "s3cret", timeoutMs: Int = 5000, extra: String = "") -> String {
     let provider = secret.map { #"{"secret": "\#($0)"}"# } ?? "{}"
-    return #"{"providers": {"webhook": \#(provider)}, "allow_http": true, "timeout_ms": 5000\#(extra.isEmpty ? "" : ", " + extra)}"#
+    return #"{"providers": {"webhook": \#(provider)}, "allow_http": true, "timeout_ms": \#(timeoutMs)\#(extra.isEmpty ? "" : ", " + extra)}"#
 }
