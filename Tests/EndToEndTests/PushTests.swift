@@ -287,9 +287,11 @@ struct PushTests {
         // The receiver is down (503): the notification waits in the queue, retried.
         #expect(try await receiver.waitFor(1))
         await first.kill9()
+        let seen = receiver.bodies.count
         receiver.setStatus(200)
+        // The restarted gateway may send it while it is still starting: count from before.
         let second = try await ChildGateway.start(configPath: path)
-        #expect(try await receiver.waitFor(receiver.bodies.count + 1))
+        #expect(try await receiver.waitFor(seen + 1))
         let delivered = try #require(receiver.bodies.last)
         #expect(delivered["user"] == "bob" && delivered["messages"]?.arrayValue?.first?["from"] == "alice")
         let admin = HTTPTestClient(port: second.adminPort)
