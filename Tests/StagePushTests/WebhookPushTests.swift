@@ -253,3 +253,20 @@ struct WebhookPushTests {
         await fixture.close()
     }
 }
+
+@Suite("Push: retry backoff")
+struct BackoffTests {
+    static func dispatcher(jitter: Double) -> PushDispatcher {
+        let store = InMemoryStore()
+        return PushDispatcher(
+            settings: PushSettings(backoffMs: 1000, maxBackoffMs: 10_000, providers: .init(webhook: .init())), devices: store, queue: store,
+            providers: [:], clients: [], clock: TestClock(), logger: .init(label: "backoff"), jitter: { jitter })
+    }
+
+    @Test("exponential, capped at max_backoff_ms, with jitter between half and all of it", arguments: [
+        (1, 0.0, 500), (1, 0.5, 750), (2, 0.0, 1000), (3, 0.999, 3998), (4, 0.0, 4000), (5, 0.0, 5000), (30, 0.0, 5000), (100, 0.5, 7500),
+    ])
+    func backoff(attempt: Int, jitter: Double, expected: Int64) {
+        #expect(Self.dispatcher(jitter: jitter).backoff(attempt: attempt) == expected)
+    }
+}
