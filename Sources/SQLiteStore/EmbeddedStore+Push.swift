@@ -177,7 +177,13 @@ extension EmbeddedStore: PushQueue {
     }
 
     public func claimDue(now: Int64, limit: Int, leaseMs: Int64) async throws -> [PushJob] {
-        try await write { db in
+        // An idle worker asks every `poll_ms`: look on a reader first, so the writer (which group
+        // commits need) is taken only when something is due.
+        let due = try await read { db in
+            try Bool.fetchOne(db, sql: "SELECT 1 FROM push_jobs WHERE due <= ? AND claimed_until <= ? LIMIT 1", arguments: [now, now]) != nil
+        }
+        guard due else { return [] }
+        return try await write { db in
             try db.execute(sql: "DELETE FROM push_windows WHERE until < ?", arguments: [now])
             let rows = try Row.fetchAll(
                 db, sql: "SELECT * FROM push_jobs WHERE due <= ? AND claimed_until <= ? ORDER BY due, id LIMIT ?", arguments: [now, now, limit])
