@@ -123,6 +123,22 @@ let package = Package(
             path: "Plugins/StageWebhook",
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "StagePush",
+            dependencies: [
+                "GatewayCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Plugins/StagePush",
+            swiftSettings: swiftSettings
+        ),
         // Custom stages (docs/STAGES.md): kinds with a dotted owner prefix.
         .target(name: "StageWordFilter", dependencies: ["GatewayCore"], path: "Plugins/StageWordFilter", swiftSettings: swiftSettings),
         // new-stage: stage targets above this line
@@ -148,6 +164,7 @@ let package = Package(
             dependencies: [
                 "GatewayCore", "GatewayConfig", "GatewayServer", "SQLiteStore", "GatewayBench",
                 "StageAuth", "StageID", "StagePersist", "StageFanout", "StageRateLimit", "StageWebhook", "StageWordFilter",
+                "StagePush",
                 // new-stage: stage dependencies above this line
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -175,6 +192,7 @@ let package = Package(
             name: "EndToEndTests",
             dependencies: [
                 "chatgate", "ChatClient", "GatewayCore", "GatewayConfig", "GatewayServer", "GatewayTesting", "StageAuth",
+                "StagePush",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -229,6 +247,22 @@ let package = Package(
         .testTarget(
             name: "StageWordFilterTests",
             dependencies: ["StageWordFilter", "GatewayCore", "GatewayTesting"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "StagePushTests",
+            dependencies: [
+                "StagePush", "GatewayCore", "GatewayTesting", "SQLiteStore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdHTTP2", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         // new-stage: test targets above this line

@@ -150,6 +150,8 @@ public final class Gateway: Sendable {
                 try await typing(frame, principal: principal)
             case .read:
                 try await read(frame, principal: principal)
+            case .delivered:
+                try await delivered(frame, principal: principal)
             case .presenceSubscribe:
                 let users = try frame.presenceUsers()
                 var envelope = Envelope(kind: .presenceSubscribe, sender: principal, ref: frame.ref, frame: frame.object, timestamp: clock.nowMillis())
@@ -460,6 +462,14 @@ public final class Gateway: Sendable {
             ]
             hub.deliver(to: user) { ServerFrame.object(receipt) }
         }
+    }
+
+    /// `delivered`: no reply and nothing stored; the stages that take it (the `push` stage,
+    /// `on: [delivered]`) learn that the device holds the user's inbox up to `seq`.
+    private func delivered(_ frame: ClientFrame, principal: Principal) async throws {
+        _ = try frame.deliveredRequest()  // refuse a malformed frame before any stage sees it
+        var envelope = Envelope(kind: .delivered, sender: principal, ref: frame.ref, frame: frame.object, timestamp: clock.nowMillis())
+        if case .reject(let error) = await pipeline.run(&envelope) { throw error }
     }
 
     /// Stops taking messages and waits for queued commits to finish.

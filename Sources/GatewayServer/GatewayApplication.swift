@@ -131,6 +131,7 @@ public final class GatewayApplication: Sendable {
         router.add(middleware: ForwardedForMiddleware(resolver: addresses))
         router.add(middleware: CORSAllowListMiddleware(allowed: Set(configuration.listen.public.allowedOrigins)))
         publicRoutes.register(on: router)
+        DeviceRoutes(gateway: gateway).register(on: router)
 
         let gateway = self.gateway
         let deadlines = tokenDeadlines

@@ -4,7 +4,8 @@ import GatewayCore
 ///
 /// Read once per request from the lock-free counters, the session hub and the store, so the
 /// JSON stats and the Prometheus exposition never disagree on where a figure comes from.
-/// Features that are not built yet (push, media) read 0 here and nowhere else.
+/// Features that are not built yet (media) read 0 here and nowhere else; push figures come
+/// from the pipeline's push stage (0 without one).
 struct GatewayFigures: Sendable {
     struct StageFigures: Sendable {
         var name: String
@@ -35,6 +36,8 @@ struct GatewayFigures: Sendable {
     var pushSent = 0
     var pushFailed = 0
     var pushQueued = 0
+    /// Every push figure, per provider too (`/metrics`); zeros without a push stage.
+    var push = PushFigures()
     var mediaUploads = 0
     var mediaBytesIn = 0
     var mediaBytesStored = 0
@@ -53,7 +56,7 @@ struct GatewayFigures: Sendable {
                 latency: entry.stats.latency.snapshot())
         }
         let s = gateway.stats
-        return GatewayFigures(
+        var figures = GatewayFigures(
             uptimeSeconds: max(0, (gateway.clock.nowMillis() - s.startedAt) / 1000),
             websocketConnections: gateway.hub.count(of: .websocket),
             longpollConnections: gateway.hub.count(of: .longpoll),
@@ -68,6 +71,14 @@ struct GatewayFigures: Sendable {
             stages: stages,
             store: store,
             reloads: reloads)
+        if let source = gateway.pipeline.entries.lazy.compactMap({ $0.stage as? any PushFigureSource }).first {
+            let push = await source.pushFigures()
+            figures.push = push
+            figures.pushSent = push.sent
+            figures.pushFailed = push.failed
+            figures.pushQueued = push.queued
+        }
+        return figures
     }
 
     /// The `/admin/stats` body (PROTOCOL.md section 7).

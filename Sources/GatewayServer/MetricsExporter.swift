@@ -12,7 +12,7 @@ import Synchronization
 /// cannot be handed bucket counts, so those families are written here, in the same format.
 ///
 /// Label values are bounded by the config: `stage` and `kind` (the pipeline's entries),
-/// `transport`, `outcome`, `reason` (fixed sets). No user, device or conversation id ever becomes
+/// `transport`, `outcome`, `reason`, `provider` (fixed sets). No user, device or conversation id ever becomes
 /// a label, so the series count does not grow with traffic. docs/OPERATIONS.md lists every family.
 final class MetricsExporter: Sendable {
     /// Upper bounds (µs) of the exported latency buckets; `+Inf` follows.
@@ -119,6 +119,7 @@ final class MetricsExporter: Sendable {
             state.buffer.removeAll(keepingCapacity: true)
             registry.emit(into: &state.buffer)
             Self.emitLatency(figures.stages, into: &state.buffer)
+            Self.emitPush(figures.push, into: &state.buffer)
             return state.buffer
         }
     }

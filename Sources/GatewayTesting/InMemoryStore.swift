@@ -22,6 +22,8 @@ public final class InMemoryStore: MessageStore, GroupStore, ReceiptStore, Sendab
 
     /// Guards every table.
     private let state = Mutex(State())
+    /// Push targets and the push queue (`InMemoryStore+Push.swift`).
+    let push = InMemoryPushTables()
 
     public init() {}
 

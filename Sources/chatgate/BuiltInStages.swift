@@ -3,6 +3,7 @@ import StageAuth
 import StageFanout
 import StageID
 import StagePersist
+import StagePush
 import StageRateLimit
 import StageWebhook
 import StageWordFilter
@@ -15,6 +16,7 @@ enum BuiltInStages {
         FanoutStage.factory,  // fanout
         IDStage.factory,  // id
         PersistStage.factory,  // persist
+        PushStage.factory,  // push
         RateLimitStage.factory,  // ratelimit
         WebhookStage.factory,  // webhook
     ]

@@ -158,7 +158,7 @@ struct AdminTests {
         let text = try await gateway.request(.GET, "/metrics", token: Self.token, admin: true).body
         let after = try await PythonTools.parseMetrics(text)
         #expect(after.count == before.count, "series: \(before.count) → \(after.count)")
-        #expect(Set(after.map(\.labels.keys).joined()).isSubset(of: ["stage", "kind", "transport", "outcome", "reason", "le"]))
+        #expect(Set(after.map(\.labels.keys).joined()).isSubset(of: ["stage", "kind", "transport", "outcome", "reason", "le", "provider"]))
         #expect(!text.contains("user-"), "no user id in /metrics")
         #expect(after.value("chatgate_connections", ["transport": "websocket"]) == 51)
         #expect(after.value("chatgate_messages_total", ["outcome": "accepted"]) == 51)

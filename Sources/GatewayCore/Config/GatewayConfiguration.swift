@@ -382,8 +382,8 @@ public struct PipelineEntry: Decodable, Sendable {
         name = try c.decodeIfPresent(String.self, forKey: .name) ?? stage
         let kinds = try c.decodeIfPresent([FrameKind].self, forKey: .on) ?? [.send]
         try require(!kinds.isEmpty, c, .on, "must list at least one frame type")
-        let allowed: Set<FrameKind> = [.send, .typing, .read, .presenceSubscribe]
-        try require(kinds.allSatisfy(allowed.contains), c, .on, "may list send, typing, read, presence.subscribe")
+        let allowed: Set<FrameKind> = [.send, .typing, .read, .presenceSubscribe, .delivered]
+        try require(kinds.allSatisfy(allowed.contains), c, .on, "may list send, typing, read, presence.subscribe, delivered")
         on = Set(kinds)
         guard let capturing = decoder as? any SettingsCapturingDecoder else {
             throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "settings need the gateway's config decoder"))

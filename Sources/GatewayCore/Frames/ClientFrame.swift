@@ -10,6 +10,8 @@ public enum FrameKind: String, Sendable, Hashable, CaseIterable, Codable {
     case presenceSubscribe = "presence.subscribe"
     case presenceUnsubscribe = "presence.unsubscribe"
     case ping
+    /// This device holds every message of its user's inbox up to `seq` (cancels waiting pushes).
+    case delivered
 }
 
 /// A parsed client frame: its kind, `ref`, and the whole object for the typed accessors.
@@ -164,6 +166,13 @@ extension ClientFrame {
         let with = try Address(json: object["with"], field: "with")
         guard let upTo = try messageID("up_to") else { throw .badFrame("missing 'up_to'") }
         return (with, upTo)
+    }
+
+    /// `delivered`: `seq`, the highest inbox seq this device holds every message up to.
+    public func deliveredRequest() throws(GatewayError) -> Int64 {
+        guard let seq = try integer("seq") else { throw .badFrame("missing 'seq'") }
+        guard seq >= 0 else { throw .badFrame("'seq' must be a seq >= 0 (was \(seq))") }
+        return seq
     }
 
     /// `typing`: `to`.

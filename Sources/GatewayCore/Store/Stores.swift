@@ -108,15 +108,25 @@ public struct Stores: Sendable {
     public let messages: any MessageStore
     public let groups: any GroupStore
     public let receipts: any ReceiptStore
+    /// Push targets (`/v1/devices`); nil when the backend keeps none.
+    public let devices: (any DeviceStore)?
+    /// The durable push queue of the `push` stage; nil when the backend keeps none.
+    public let pushQueue: (any PushQueue)?
 
-    public init(messages: any MessageStore, groups: any GroupStore, receipts: any ReceiptStore) {
+    public init(
+        messages: any MessageStore, groups: any GroupStore, receipts: any ReceiptStore, devices: (any DeviceStore)? = nil,
+        pushQueue: (any PushQueue)? = nil
+    ) {
         self.messages = messages
         self.groups = groups
         self.receipts = receipts
+        self.devices = devices
+        self.pushQueue = pushQueue
     }
 
-    /// One object that is all three (the embedded store, `InMemoryStore`).
+    /// One object that is all three (the embedded store, `InMemoryStore`), and the push
+    /// stores too when it is those.
     public init(_ store: some MessageStore & GroupStore & ReceiptStore) {
-        self.init(messages: store, groups: store, receipts: store)
+        self.init(messages: store, groups: store, receipts: store, devices: store as? any DeviceStore, pushQueue: store as? any PushQueue)
     }
 }

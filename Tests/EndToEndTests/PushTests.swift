@@ -1,0 +1,335 @@
+import AsyncHTTPClient
+import ChatClient
+import Crypto
+import Foundation
+import GatewayCore
+import GatewayTesting
+import Hummingbird
+import Logging
+import NIOCore
+import NIOHTTP1
+import ServiceLifecycle
+import StageAuth
+import StagePush
+import Synchronization
+import Testing
+
+/// A webhook push receiver on 127.0.0.1 port 0: records each POST and answers with the status
+/// the test sets.
+final class PushHookServer: Sendable {
+    let port: Int
+    private let group: ServiceGroup
+    private let runner: Task<Void, any Error>
+
+    var url: String { "http://127.0.0.1:\(port)/push" }
+
+    static func start(port: Int = 0, status: Int = 200) async throws -> PushHookServer {
+        let box = Box(status: status)
+        let router = Router()
+        router.post("/push") { request, _ -> Response in
+            let body = try await request.body.collect(upTo: 1 << 20)
+            let signature = request.headers.first { $0.name.canonicalName == "x-chatgateway-signature" }?.value
+            let status = box.record(Array(body.readableBytesView), signature)
+            return Response(status: .init(code: status))
+        }
+        let ports = AsyncStream<Int>.makeStream()
+        var logger = Logger(label: "push-hook")
+        logger.logLevel = .critical
+        let app = Application(
+            router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)),
+            onServerRunning: { channel in
+                ports.continuation.yield(channel.localAddress?.port ?? 0)
+                ports.continuation.finish()
+            }, logger: logger)
+        let group = ServiceGroup(services: [app], logger: logger)
+        let runner = Task { try await group.run() }
+        var bound = 0
+        for await p in ports.stream { bound = p }
+        return PushHookServer(box: box, port: bound, group: group, runner: runner)
+    }
+
+    final class Box: Sendable {
+        /// Guards the bodies and signatures received, and the status to answer.
+        let state: Mutex<(bodies: [[UInt8]], signatures: [String?], status: Int)>
+        init(status: Int) {
+            state = Mutex(([], [], status))
+        }
+        func record(_ body: [UInt8], _ signature: String?) -> Int {
+            state.withLock { s in
+                s.bodies.append(body)
+                s.signatures.append(signature)
+                return s.status
+            }
+        }
+    }
+
+    private let box: Box
+
+    private init(box: Box, port: Int, group: ServiceGroup, runner: Task<Void, any Error>) {
+        self.box = box
+        self.port = port
+        self.group = group
+        self.runner = runner
+    }
+
+    var bodies: [JSONValue] { box.state.withLock { $0.bodies }.compactMap { try? JSONParser.parse($0) } }
+    var signatures: [String?] { box.state.withLock { $0.signatures } }
+    func setStatus(_ status: Int) { box.state.withLock { $0.status = status } }
+
+    /// Waits (bounded) until `count` requests arrived; whether they did.
+    func waitFor(_ count: Int, seconds: Double = 15) async throws -> Bool {
+        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+        while box.state.withLock({ $0.bodies.count }) < count {
+            guard ContinuousClock.now < deadline else { return false }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return true
+    }
+
+    func stop() async {
+        await group.triggerGracefulShutdown()
+        _ = try? await runner.value
+    }
+}
+
+@Suite("Push end to end: /v1/devices, delivered over WebSocket, kill -9", .serialized)
+struct PushTests {
+    static func pipeline(confirmMs: Int = 5000, extra: String = "") -> String {
+        """
+          - stage: auth
+            settings: { hs256_secret: "\(TestGateway.secret)", leeway_s: 30 }
+          - stage: id
+          - stage: persist
+          - stage: fanout
+          - stage: push
+            on: [send, read, delivered]
+            settings: { confirm_ms: \(confirmMs), allow_http: true, max_devices_per_user: 3, providers: { webhook: { secret: "hook-secret" } }\(extra) }
+        """
+    }
+
+    static func pushStage(_ gateway: TestGateway) throws -> PushStage {
+        try #require(gateway.gateway.pipeline.entries.lazy.compactMap { $0.stage as? PushStage }.first)
+    }
+
+    @Test("POST /v1/devices: 201 new, 200 same id for the same target, GET lists own, DELETE 204 own and 404 another's; bad input 400, too many 409")
+    func devicesAPI() async throws {
+        let gateway = try await TestGateway.start(pipeline: Self.pipeline())
+        let bob = try await gateway.token("bob")
+        let carol = try await gateway.token("carol")
+        let body = #"{"platform": "webhook", "url": "https://hooks.example/bob", "device": "phone"}"#
+        let created = try await gateway.request(.POST, "/v1/devices", token: bob, body: body)
+        #expect(created.status == 201)
+        let id = try #require(created.json?["id"]?.stringValue)
+        #expect(created.json?["platform"] == "webhook" && created.json?["device"] == "phone" && created.json?["created_at"]?.int64Value != nil)
+        let again = try await gateway.request(.POST, "/v1/devices", token: bob, body: body)
+        #expect(again.status == 200 && again.json?["id"] == .string(id))
+        let webpush = try await gateway.request(
+            .POST, "/v1/devices", token: bob,
+            body: #"{"platform": "webpush", "endpoint": "https://push.example/sub/1", "keys": {"p256dh": "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4", "auth": "BTBZMqHH6r4Tts7J_aSIgg"}}"#)
+        // Only the webhook provider is configured here.
+        #expect(webpush.status == 400 && webpush.json?["error"]?["code"] == "bad_frame")
+        #expect(webpush.body.contains("no provider configured"))
+        let bad = try await gateway.request(.POST, "/v1/devices", token: bob, body: #"{"platform": "webhook", "url": "not a url"}"#)
+        #expect(bad.status == 400 && bad.json?["error"]?["code"] == "bad_frame" && bad.body.contains("'url'"))
+        let notJSON = try await gateway.request(.POST, "/v1/devices", token: bob, body: "{")
+        #expect(notJSON.status == 400)
+        let unauthenticated = try await gateway.request(.POST, "/v1/devices", body: body)
+        #expect(unauthenticated.status == 401)
+        for n in 2...3 {
+            let answer = try await gateway.request(.POST, "/v1/devices", token: bob, body: #"{"platform": "webhook", "url": "https://hooks.example/\#(n)"}"#)
+            #expect(answer.status == 201)
+        }
+        let tooMany = try await gateway.request(.POST, "/v1/devices", token: bob, body: #"{"platform": "webhook", "url": "https://hooks.example/4"}"#)
+        #expect(tooMany.status == 409 && tooMany.json?["error"]?["code"] == "conflict")
+        let list = try await gateway.request(.GET, "/v1/devices", token: bob)
+        #expect(list.status == 200 && list.json?["devices"]?.arrayValue?.count == 3)
+        #expect(try await gateway.request(.GET, "/v1/devices", token: carol).json?["devices"] == [])
+        #expect(try await gateway.request(.DELETE, "/v1/devices/\(id)", token: carol).status == 404)
+        #expect(try await gateway.request(.DELETE, "/v1/devices/\(id)", token: bob).status == 204)
+        #expect(try await gateway.request(.DELETE, "/v1/devices/\(id)", token: bob).status == 404)
+        #expect(try await gateway.request(.GET, "/v1/devices", token: bob).json?["devices"]?.arrayValue?.count == 2)
+        await gateway.stop()
+    }
+
+    /// Waits (bounded) for the push queue to hold `count` notifications: `committed` runs
+    /// right after the sender's ack, so the ack alone does not say they are queued.
+    static func waitForQueued(_ stage: PushStage, _ count: Int) async throws {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while await stage.pushFigures().queued + stage.pushFigures().sent < count {
+            guard ContinuousClock.now < deadline else { Issue.record("push queue never held \(count)"); return }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+    }
+
+    @Test("over WebSocket: a recipient that confirms with delivered gets no push; one whose socket is open but silent gets it after confirm_ms; one offline gets it at once")
+    func confirmationOverWebSocket() async throws {
+        let receiver = try await PushHookServer.start()
+        let clock = TestClock()
+        let gateway = try await TestGateway.start(pipeline: Self.pipeline(), clock: clock)
+        let stage = try Self.pushStage(gateway)
+        for user in ["bob", "carol", "dave"] {
+            let answer = try await gateway.request(
+                .POST, "/v1/devices", token: try await gateway.token(user), body: #"{"platform": "webhook", "url": "\#(receiver.url)?u=\#(user)"}"#)
+            #expect(answer.status == 201)
+        }
+        let (alice, _) = try await gateway.connect("alice")
+        let (bob, _) = try await gateway.connect("bob")
+        let (carol, _) = try await gateway.connect("carol")
+        for (n, user) in ["bob", "carol", "dave"].enumerated() {
+            alice.send(sendFrame(to: .user(user), body: .string("hello \(user)"), id: "m\(n)"))
+            #expect(try await alice.nextFrame()["type"] == "ack")
+        }
+        let toBob = try await bob.nextFrame()
+        #expect(toBob["type"] == "message" && toBob["seq"] == 1)
+        #expect(try await carol.nextFrame()["type"] == "message")
+        try await Self.waitForQueued(stage, 3)
+        // bob's device holds everything up to seq 1; the ping after it shows it was handled.
+        bob.send(["type": "delivered", "seq": 1])
+        bob.send(["type": "ping", "ref": "p"])
+        #expect(try await bob.nextFrame()["type"] == "pong")
+        // dave is offline: at once (the stage's worker, kicked by the commit, may send it first;
+        // runDue covers the case where it has not yet).
+        await stage.runDue()
+        #expect(try await receiver.waitFor(1))
+        #expect(receiver.bodies.map { $0["user"] } == ["dave"])
+        clock.advance(by: 4999)
+        await stage.runDue()
+        #expect(receiver.bodies.count == 1)
+        clock.advance(by: 1)
+        await stage.runDue()
+        #expect(try await receiver.waitFor(2))
+        #expect(receiver.bodies.map { $0["user"] } == ["dave", "carol"])
+        #expect(receiver.signatures.allSatisfy { $0?.hasPrefix("sha256=") == true })
+        // A malformed delivered is a bad_frame.
+        bob.send(["type": "delivered", "seq": "x", "ref": "d"])
+        let refused = try await bob.nextFrame()
+        #expect(refused["type"] == "error" && refused["code"] == "bad_frame" && refused["ref"] == "d")
+        // The figures are real.
+        let stats = try await gateway.request(.GET, "/admin/stats", token: "admin-test-token", admin: true)
+        #expect(stats.json?["push"] == ["sent": 2, "failed": 0, "queued": 0])
+        let metrics = try await gateway.request(.GET, "/metrics", token: "admin-test-token", admin: true)
+        #expect(metrics.body.contains("chatgate_push_cancelled_total 1"))
+        #expect(metrics.body.contains(#"chatgate_push_provider_total{provider="webhook",outcome="sent"} 2"#))
+        alice.close()
+        bob.close()
+        carol.close()
+        await gateway.stop()
+        await receiver.stop()
+    }
+
+    @Test("delivered over long-poll cancels too")
+    func deliveredOverLongPoll() async throws {
+        let clock = TestClock()
+        let gateway = try await TestGateway.start(pipeline: Self.pipeline(), clock: clock)
+        let stage = try Self.pushStage(gateway)
+        _ = try await gateway.request(.POST, "/v1/devices", token: try await gateway.token("bob"), body: #"{"platform": "webhook", "url": "http://127.0.0.1:9/x"}"#)
+        let bob = try await LongPollClient.open(gateway, user: "bob")
+        let (alice, _) = try await gateway.connect("alice")
+        alice.send(sendFrame(to: .user("bob"), body: "hi", id: "lp1"))
+        #expect(try await alice.nextFrame()["type"] == "ack")
+        try await Self.waitForQueued(stage, 1)
+        let replies = try await bob.send([["type": "delivered", "seq": 1]])
+        #expect(replies.isEmpty)
+        #expect(await stage.pushFigures().queued == 0)
+        #expect(await stage.pushFigures().cancelled == 1)
+        alice.close()
+        await gateway.stop()
+    }
+
+    @Test("the repository's config.yaml, with its push stage, passes check-config")
+    func defaultConfig() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let process = Process()
+        process.executableURL = ChildGateway.binary
+        process.arguments = ["check-config", root.appendingPathComponent("config.yaml").path]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = out
+        try process.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(text)")
+        #expect(text.contains("push (push) on [delivered,read,send]"))
+    }
+
+    @Test("kill -9 with a push pending loses nothing: the restarted gateway delivers it")
+    func killNine() async throws {
+        let receiver = try await PushHookServer.start(status: 503)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("chatgate-push-kill-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("config.yaml").path
+        try """
+            node: { id: push-node, worker_id: 4 }
+            listen:
+              public: { host: 127.0.0.1, port: 0 }
+              admin: { host: 127.0.0.1, port: 0, token: admin-test-token }
+            store: { kind: sqlite, path: "\(directory.path)/chat.db", durability: full }
+            pipeline:
+              - stage: auth
+                settings: { hs256_secret: "\(TestGateway.secret)" }
+              - stage: id
+              - stage: persist
+              - stage: fanout
+              - stage: push
+                on: [send, read, delivered]
+                settings: { allow_http: true, backoff_ms: 200, max_backoff_ms: 200, max_attempts: 100, lease_ms: 1000, providers: { webhook: { secret: "hook-secret" } } }
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        let first = try await ChildGateway.start(configPath: path)
+        let http = HTTPTestClient(port: first.publicPort)
+        let bobToken = try await TestGatewayTokens.token("bob")
+        let registered = try await http.request("POST", "/v1/devices", token: bobToken, body: #"{"platform": "webhook", "url": "\#(receiver.url)"}"#)
+        #expect(registered.status == 201)
+        let aliceToken = try await TestGatewayTokens.token("alice")
+        let ack = try await http.request(
+            "POST", "/v1/messages", token: aliceToken, body: sendFrame(to: .user("bob"), body: "while you were out", id: "k1").jsonText)
+        #expect(ack.status == 200)
+        // The receiver is down (503): the notification waits in the queue, retried.
+        #expect(try await receiver.waitFor(1))
+        await first.kill9()
+        let seen = receiver.bodies.count
+        receiver.setStatus(200)
+        // The restarted gateway may send it while it is still starting: count from before.
+        let second = try await ChildGateway.start(configPath: path)
+        #expect(try await receiver.waitFor(seen + 1))
+        let delivered = try #require(receiver.bodies.last)
+        #expect(delivered["user"] == "bob" && delivered["messages"]?.arrayValue?.first?["from"] == "alice")
+        let admin = HTTPTestClient(port: second.adminPort)
+        let deadline = ContinuousClock.now + .seconds(10)
+        var push: JSONValue?
+        while ContinuousClock.now < deadline {
+            push = try JSONParser.parse(try await admin.request("GET", "/admin/stats", token: "admin-test-token", body: nil).body)["push"]
+            if push == ["sent": 1, "failed": 0, "queued": 0] { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(push == ["sent": 1, "failed": 0, "queued": 0])
+        _ = await second.terminate()
+        await receiver.stop()
+    }
+}
+
+/// Tokens for the child gateway of `killNine` (it uses `TestGateway.secret`).
+enum TestGatewayTokens {
+    static func token(_ user: String) async throws -> String {
+        try await AuthStageFactory.mintHS256(
+            secret: TestGateway.secret, user: user, ttlSeconds: 3600, now: SystemClock().nowMillis(), issuer: nil, audience: nil)
+    }
+}
+
+/// Plain HTTP requests to a gateway on a port (the child gateway of `killNine`).
+struct HTTPTestClient {
+    let port: Int
+
+    func request(_ method: String, _ path: String, token: String?, body: String?) async throws -> (status: Int, body: String) {
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+        request.method = HTTPMethod(rawValue: method)
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        if let body {
+            request.body = .bytes(ByteBuffer(string: body))
+            request.headers.add(name: "Content-Type", value: "application/json")
+        }
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        var collected = try await response.body.collect(upTo: 1 << 20)
+        return (Int(response.status.code), collected.readString(length: collected.readableBytes) ?? "")
+    }
+}

@@ -1,0 +1,98 @@
+import Foundation
+import GatewayCore
+import GatewayTesting
+import Logging
+import SQLiteStore
+import Testing
+@testable import StagePush
+
+/// A push stage built by its factory over a store (in memory, or a real SQLite file), with a
+/// test clock and presence, and helpers that commit messages as the gateway does.
+struct PushFixture {
+    let harness: StageHarness
+    let stage: PushStage
+    let stores: Stores
+    let directory: String?
+
+    /// `settings` is the stage's settings block as JSON; `sqlite` puts the store in a file.
+    static func make(settings: String, sqlite: Bool = false, on: Set<FrameKind> = [.send, .read, .delivered]) throws -> PushFixture {
+        let harness = StageHarness()
+        var directory: String?
+        let stores: Stores
+        if sqlite {
+            let dir = NSTemporaryDirectory() + "push-store-" + UUID().uuidString
+            directory = dir
+            let store = try EmbeddedStore(path: dir + "/chat.db", durability: .relaxed)
+            stores = Stores(store)
+        } else {
+            stores = harness.stores
+        }
+        let context = StageBuildContext(
+            name: "push", kind: "push", settings: JSONSettingsSource(settings), on: on, logger: harness.logger, clock: harness.clock,
+            stores: stores, node: harness.node)
+        let stage = try #require(try PushStage.factory.make(context).stage as? PushStage)
+        return PushFixture(harness: harness, stage: stage, stores: stores, directory: directory)
+    }
+
+    var clock: TestClock { harness.clock }
+    var devices: any DeviceStore { stores.devices! }
+    var queue: any PushQueue { stores.pushQueue! }
+
+    var context: StageContext {
+        StageContext(name: "push", logger: harness.logger, clock: harness.clock, stores: stores, presence: harness.presence)
+    }
+
+    /// Registers a target as `POST /v1/devices` would.
+    @discardableResult
+    func register(_ user: String, _ body: JSONValue, allowHTTP: Bool = true) async throws -> PushTarget {
+        let registration = try PushRegistration.parse(body, allowHTTP: allowHTTP)
+        let target = PushTarget(
+            id: "pt_\(user)_\(UUID().uuidString.prefix(8))", user: user, device: registration.device ?? "d1", platform: registration.platform,
+            address: registration.address, fields: registration.fields, createdAt: clock.nowMillis())
+        return try await devices.registerTarget(target, maxPerUser: 10).target
+    }
+
+    /// Commits a message through the store and runs the stage's `committed` hook as the gateway does.
+    @discardableResult
+    func send(_ text: String, from: String = "alice", to: Address = .user("bob"), id: UInt64) async throws -> StoredMessage {
+        let recipients: [String]
+        switch to {
+        case .user(let peer): recipients = [from, peer]
+        case .group(let group): recipients = try await stores.groups.members(of: group) ?? [from]
+        }
+        let message = StoredMessage(
+            id: id, from: from, to: to, timestamp: clock.nowMillis(), clientMsgID: "c\(id)", body: JSONValue.string(text).jsonBytes)
+        let outcomes = try await stores.messages.commit([PendingMessage(message: message, inboxes: recipients)])
+        var envelope = harness.send(.string(text), from: from, to: to, clientMsgID: "c\(id)")
+        envelope.id = id
+        envelope.recipients = recipients
+        await stage.committed(envelope, outcome: outcomes[0], context: context)
+        return message
+    }
+
+    /// Runs a `delivered` frame of `user` through the stage.
+    func delivered(_ user: String, seq: Int64) async throws {
+        var envelope = Envelope(
+            kind: .delivered, sender: harness.principal(user), ref: nil, frame: ["type": "delivered", "seq": .int(seq)], timestamp: clock.nowMillis())
+        _ = try await stage.process(&envelope, context: context)
+    }
+
+    /// Runs a `read` frame of `user` through the stage.
+    func read(_ user: String, with: Address, upTo: UInt64) async throws {
+        var envelope = Envelope(
+            kind: .read, sender: harness.principal(user), ref: nil,
+            frame: ["type": "read", "with": with.json, "up_to": .string(String(upTo))], to: with, timestamp: clock.nowMillis())
+        _ = try await stage.process(&envelope, context: context)
+    }
+
+    func close() async {
+        try? await stores.messages.close()
+        if let directory { try? FileManager.default.removeItem(atPath: directory) }
+    }
+}
+
+/// Settings JSON with a webhook provider, short timeouts and the given extras.
+func webhookSettings(secret: String? = "s3cret", timeoutMs: Int = 5000, extra: String = "") -> String {
+    let provider = secret.map { #"{"secret": "\#($0)"}"# } ?? "{}"
+    return #"{"providers": {"webhook": \#(provider)}, "allow_http": true, "timeout_ms": \#(timeoutMs)\#(extra.isEmpty ? "" : ", " + extra)}"#
+}
