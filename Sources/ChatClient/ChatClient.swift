@@ -221,6 +221,10 @@ public actor ChatClient {
             if self.user != user { ackedSeqs = [] }
             self.user = user
             curMaxSeq = seqStore.load(user: user)
+            if curMaxSeq < 0 {
+                curMaxSeq = hello["inbox_seq"]?.int64Value ?? 0
+                saveSeq()
+            }
         }
         if let inboxSeq = hello["inbox_seq"]?.int64Value, inboxSeq < curMaxSeq {
             // The gateway's inbox is behind what this device saw (a reset store): start over.
@@ -285,6 +289,10 @@ public actor ChatClient {
             emit(.receipt(frame))
         case "sync", "history", "pong":
             resolve(frame)
+        case "hello":
+            // After a re-authentication on the same session.
+            hello = frame
+            emit(.hello(frame))
         default:
             break
         }
@@ -339,11 +347,24 @@ public actor ChatClient {
             waiter.resume(throwing: error)
             return
         }
-        if error.code == "unauthorized" || error.code == "token_expired" {
+        if error.code == "token_expired", let transport, transport.kind == .webSocket {
+            // The session stays open for auth_timeout_ms: authenticate again in place (a new
+            // hello follows); without a fresh token in time the gateway closes with 4001.
+            Task { await self.reauthenticate(on: transport) }
+        } else if error.code == "unauthorized" || error.code == "token_expired" {
             token = nil
             transport?.close()
         }
         emit(.error(error))
+    }
+
+    private func reauthenticate(on transport: any ClientTransport) async {
+        guard let fresh = try? await tokenProvider() else { return }
+        token = fresh
+        guard self.transport.map({ $0 as AnyObject === transport as AnyObject }) == true else { return }
+        var frame: JSONObject = ["type": "auth", "token": .string(fresh)]
+        if let device = configuration.device { frame["device"] = .string(device) }
+        sendFrame(frame)
     }
 
     /// Hands messages in seq order to the app; a gap starts a sync.

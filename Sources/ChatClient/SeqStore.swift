@@ -7,7 +7,8 @@ import Synchronization
 /// Implementations are called on the client's actor after every batch of messages: keep
 /// `save` fast (memory, a small file, `UserDefaults`).
 public protocol SeqStore: Sendable {
-    /// The stored seq of `user`, 0 when none.
+    /// The stored seq of `user`: 0 when none (the client then syncs the whole inbox), or -1
+    /// to start at the gateway's current `inbox_seq` (only messages from now on).
     func load(user: String) -> Int64
     func save(_ seq: Int64, user: String)
 }

@@ -613,7 +613,15 @@ enum PublicAssets {
               request.reject(error);
               return;
             }
-            if (frame.code === "token_expired" || frame.code === "unauthorized") {
+            if (frame.code === "token_expired" && this.connection && this.connection.kind === "websocket" && this.options.getToken) {
+              // The session stays open for auth_timeout_ms: authenticate again in place (a new hello follows).
+              const connection = this.connection;
+              Promise.resolve(this.options.getToken()).then((token) => {
+                this.token = token;
+                if (this.connection === connection) this._sendFrame({ type: "auth", token, device: this.device });
+              }, (error) => this._emit("error", error));
+            } else if (frame.code === "token_expired" || frame.code === "unauthorized") {
+              this.token = null;
               if (this.connection) this.connection.abort(frame.message);
             }
             this._emit("error", error);
