@@ -14,6 +14,7 @@ const conversations = new Map(); // key → {address, title, messages: Map(id �
 const presence = new Map(); // user → "online" | "offline"
 const typingUntil = new Map(); // key → {user, until}
 let mediaAvailable = null;
+let signingIn = false;
 
 // MARK: Sign-in
 
@@ -38,7 +39,20 @@ $("signin-form").addEventListener("submit", async (event) => {
 });
 
 async function signIn(name) {
-  const token = await mintToken(name);
+  if (client || signingIn) return;
+  signingIn = true;
+  $("signin").hidden = true;
+  $("app").hidden = false;
+  let token;
+  try {
+    token = await mintToken(name);
+  } catch (error) {
+    $("signin").hidden = false;
+    $("app").hidden = true;
+    throw error;
+  } finally {
+    signingIn = false;
+  }
   me = name;
   sessionStorage.setItem("demo.user", name);
   client = new ChatClient({ url: location.origin, token, transport, getToken: () => mintToken(name) });
@@ -49,8 +63,6 @@ async function signIn(name) {
   client.on("typing", onTyping);
   client.on("presence", onPresence);
   client.on("sync", () => { document.body.dataset.synced = String(client.curMaxSeq); });
-  $("signin").hidden = true;
-  $("app").hidden = false;
   $("me").textContent = name;
   document.title = name + " · ChatGateway demo";
   await client.connect();
@@ -204,6 +216,7 @@ function addMessage(message, live) {
     if (id.startsWith("pending:") && existing.client_msg_id === message.client_msg_id) entry.messages.delete(id);
   }
   entry.messages.set(message.id, message);
+  askPresence(entry);
   if (live && key !== active && message.from !== me) entry.unread += 1;
   if (key === active) {
     renderMessages(live);
@@ -332,6 +345,7 @@ function onAck(ack) {
     if (!pending) continue;
     entry.messages.delete(pendingID);
     entry.messages.set(ack.id, { ...pending, id: ack.id, seq: ack.seq, ts: ack.ts, pending: false });
+    askPresence(entry);
     if (key === active) renderMessages(false);
   }
 }
@@ -363,6 +377,15 @@ function renderTyping() {
     box.textContent = "";
     delete box.dataset.user;
   }
+}
+
+// With presence.visibility: shared, a user's presence is visible once a message was exchanged:
+// ask again after the first one.
+function askPresence(entry) {
+  const user = entry.address.user;
+  if (!user || presence.has(user) || entry.presenceAsked) return;
+  entry.presenceAsked = true;
+  client.subscribePresence([user]).catch(() => { entry.presenceAsked = false; });
 }
 
 function onPresence(event) {

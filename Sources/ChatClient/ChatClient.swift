@@ -31,7 +31,7 @@ public actor ChatClient {
     public nonisolated let configuration: ChatClientConfiguration
     private let tokenProvider: @Sendable () async throws -> String
     private let seqStore: any SeqStore
-    private let api: HTTPAPI
+    private let http: HTTPAPI
     private let ownsHTTPClient: Bool
 
     /// The signed-in user, known after the first `hello`.
@@ -96,8 +96,10 @@ public actor ChatClient {
             client = HTTPClient.shared
             ownsHTTPClient = false
         }
-        api = HTTPAPI(client: client, base: configuration.httpBase)
-        (events, sink) = AsyncStream.makeStream(of: ChatEvent.self, bufferingPolicy: .bufferingOldest(configuration.eventBuffer))
+        http = HTTPAPI(client: client, base: configuration.httpBase)
+        let (stream, continuation) = AsyncStream.makeStream(of: ChatEvent.self, bufferingPolicy: .bufferingOldest(configuration.eventBuffer))
+        events = stream
+        sink = continuation
     }
 
     // MARK: Lifecycle
@@ -126,7 +128,7 @@ public actor ChatClient {
         helloWaiters = []
         setState(.closed(reason: "closed by the app"))
         sink.finish()
-        if ownsHTTPClient { try? await api.client.shutdown() }
+        if ownsHTTPClient { try? await http.client.shutdown() }
     }
 
     /// Drops the current session at once (as a network loss would); the client reconnects.
@@ -182,11 +184,11 @@ public actor ChatClient {
                     // The WebSocket cannot open here (a proxy, a firewall): try long-poll, and keep
                     // to it while it works.
                     setState(.connecting(.longPoll))
-                    opened = try await LongPollTransport.open(api: api, token: token, configuration: configuration)
+                    opened = try await LongPollTransport.open(api: http, token: token, configuration: configuration)
                     webSocketRefused = true
                 }
             } else {
-                opened = try await LongPollTransport.open(api: api, token: token, configuration: configuration)
+                opened = try await LongPollTransport.open(api: http, token: token, configuration: configuration)
             }
         } catch {
             return error.info
@@ -206,7 +208,7 @@ public actor ChatClient {
             }
         }
         ticker.cancel()
-        if transport.map({ $0 as AnyObject === opened as AnyObject }) == true { transport = nil }
+        if transport === opened { transport = nil }
         failRequests(.unavailable("connection lost"))
         for id in pendingOrder { pending[id]?.sentAt = nil }
         return end
@@ -253,7 +255,7 @@ public actor ChatClient {
             } catch {
                 return
             }
-            guard self.transport.map({ $0 as AnyObject === transport as AnyObject }) == true else { return }
+            guard self.transport === transport else { return }
             let now = ContinuousClock.now
             if transport.kind == .webSocket, now - lastSent >= .milliseconds(heartbeat * 4 / 5) {
                 sendFrame(["type": "ping"])
@@ -361,7 +363,7 @@ public actor ChatClient {
     private func reauthenticate(on transport: any ClientTransport) async {
         guard let fresh = try? await tokenProvider() else { return }
         token = fresh
-        guard self.transport.map({ $0 as AnyObject === transport as AnyObject }) == true else { return }
+        guard self.transport === transport else { return }
         var frame: JSONObject = ["type": "auth", "token": .string(fresh)]
         if let device = configuration.device { frame["device"] = .string(device) }
         sendFrame(frame)
@@ -538,16 +540,18 @@ public actor ChatClient {
 
     /// Calls the HTTP API (PROTOCOL.md section 5) with the current token (refreshed once on 401).
     public func api(_ method: HTTPMethod, _ path: String, body: JSONValue? = nil) async throws -> JSONValue {
-        try await withToken { token throws(ChatError) in
-            try await self.api.json(method, path, token: token, body: body, timeoutMs: self.configuration.requestTimeoutMs)
+        let http = http, timeout = configuration.requestTimeoutMs
+        return try await withToken { (token: String) async throws(ChatError) -> JSONValue in
+            try await http.json(method, path, token: token, body: body, timeoutMs: timeout)
         }
     }
 
     /// Uploads media (`POST /v1/media`): `{media_id, size, content_type, ...}`.
     public func upload(_ bytes: [UInt8], contentType: String, name: String? = nil) async throws -> JSONObject {
         let path = "/v1/media" + (name.map { "?name=" + ($0.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "") } ?? "")
-        let reply = try await withToken { token throws(ChatError) in
-            try await self.api.request(.POST, path, token: token, body: ByteBuffer(bytes: bytes), contentType: contentType, timeoutMs: 120_000)
+        let http = http
+        let reply = try await withToken { (token: String) async throws(ChatError) -> HTTPAPI.Reply in
+            try await http.request(.POST, path, token: token, body: ByteBuffer(bytes: bytes), contentType: contentType, timeoutMs: 120_000)
         }
         guard let object = reply.json?.objectValue else { throw ChatError(code: "internal", message: "the gateway answered no JSON") }
         return object
@@ -556,8 +560,9 @@ public actor ChatClient {
     /// Downloads media: an attachment's `url` or `thumbnail_url`, or a media id.
     public func download(_ urlOrID: String) async throws -> (bytes: [UInt8], contentType: String?) {
         let path = urlOrID.hasPrefix("/") || urlOrID.hasPrefix("http") ? urlOrID : "/v1/media/\(urlOrID)"
-        let reply = try await withToken { token throws(ChatError) in
-            try await self.api.request(.GET, path, token: token, timeoutMs: 120_000)
+        let http = http
+        let reply = try await withToken { (token: String) async throws(ChatError) -> HTTPAPI.Reply in
+            try await http.request(.GET, path, token: token, timeoutMs: 120_000)
         }
         var body = reply.body
         return (body.readBytes(length: body.readableBytes) ?? [], reply.contentType)
@@ -567,7 +572,7 @@ public actor ChatClient {
         if token == nil { token = try await tokenProvider() }
         do {
             return try await call(token ?? "")
-        } catch where error.status == 401 {
+        } catch let error as ChatError where error.status == 401 {
             token = try await tokenProvider()
             return try await call(token ?? "")
         }

@@ -40,7 +40,7 @@ enum InboundEvent: Sendable {
 }
 
 /// One open session on one transport. `send` keeps call order; `inbound` ends with `.closed`.
-protocol ClientTransport: Sendable {
+protocol ClientTransport: AnyObject, Sendable {
     var kind: ChatTransportKind { get }
     var hello: JSONObject { get }
     var inbound: AsyncStream<InboundEvent> { get }

@@ -26,7 +26,9 @@ final class LongPollTransport: ClientTransport {
     private var query: String { "?session=\(session)" }
 
     private init(api: HTTPAPI, token: String, session: String, hello: JSONObject, configuration: ChatClientConfiguration) {
-        (inbound, continuation) = AsyncStream.makeStream(of: InboundEvent.self, bufferingPolicy: .bufferingOldest(4096))
+        let (stream, continuation) = AsyncStream.makeStream(of: InboundEvent.self, bufferingPolicy: .bufferingOldest(4096))
+        inbound = stream
+        self.continuation = continuation
         self.api = api
         self.token = token
         self.session = session

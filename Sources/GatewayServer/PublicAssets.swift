@@ -1125,6 +1125,7 @@ enum PublicAssets {
         const presence = new Map(); // user → "online" | "offline"
         const typingUntil = new Map(); // key → {user, until}
         let mediaAvailable = null;
+        let signingIn = false;
 
         // MARK: Sign-in
 
@@ -1149,7 +1150,20 @@ enum PublicAssets {
         });
 
         async function signIn(name) {
-          const token = await mintToken(name);
+          if (client || signingIn) return;
+          signingIn = true;
+          $("signin").hidden = true;
+          $("app").hidden = false;
+          let token;
+          try {
+            token = await mintToken(name);
+          } catch (error) {
+            $("signin").hidden = false;
+            $("app").hidden = true;
+            throw error;
+          } finally {
+            signingIn = false;
+          }
           me = name;
           sessionStorage.setItem("demo.user", name);
           client = new ChatClient({ url: location.origin, token, transport, getToken: () => mintToken(name) });
@@ -1160,8 +1174,6 @@ enum PublicAssets {
           client.on("typing", onTyping);
           client.on("presence", onPresence);
           client.on("sync", () => { document.body.dataset.synced = String(client.curMaxSeq); });
-          $("signin").hidden = true;
-          $("app").hidden = false;
           $("me").textContent = name;
           document.title = name + " · ChatGateway demo";
           await client.connect();
@@ -1315,6 +1327,7 @@ enum PublicAssets {
             if (id.startsWith("pending:") && existing.client_msg_id === message.client_msg_id) entry.messages.delete(id);
           }
           entry.messages.set(message.id, message);
+          askPresence(entry);
           if (live && key !== active && message.from !== me) entry.unread += 1;
           if (key === active) {
             renderMessages(live);
@@ -1443,6 +1456,7 @@ enum PublicAssets {
             if (!pending) continue;
             entry.messages.delete(pendingID);
             entry.messages.set(ack.id, { ...pending, id: ack.id, seq: ack.seq, ts: ack.ts, pending: false });
+            askPresence(entry);
             if (key === active) renderMessages(false);
           }
         }
@@ -1474,6 +1488,15 @@ enum PublicAssets {
             box.textContent = "";
             delete box.dataset.user;
           }
+        }
+
+        // With presence.visibility: shared, a user's presence is visible once a message was exchanged:
+        // ask again after the first one.
+        function askPresence(entry) {
+          const user = entry.address.user;
+          if (!user || presence.has(user) || entry.presenceAsked) return;
+          entry.presenceAsked = true;
+          client.subscribePresence([user]).catch(() => { entry.presenceAsked = false; });
         }
 
         function onPresence(event) {

@@ -178,6 +178,32 @@ struct ChatClientTests {
         await gateway.stop()
     }
 
+    @Test func theHandshakeUsesARandomKeyAndChecksTheAccept() async throws {
+        let server = try await FakeUpgradeServer.start()
+        let client = ChatClient(
+            configuration: .init(port: server.port, transport: .webSocket, backoff: Backoff(baseMs: 5, maxMs: 20), requestTimeoutMs: 2000),
+            token: { "not-a-token" })
+        let states = Task {
+            var reasons: [String] = []
+            for await event in client.events {
+                if case .state(.reconnecting(_, let reason)) = event { reasons.append(reason) }
+                if case .state(.open) = event { reasons.append("OPENED") }
+                if reasons.count >= 3 { break }
+            }
+            return reasons
+        }
+        let connected = Task { try await client.connect() }
+        let reasons = await states.value
+        await client.close()
+        #expect(throws: ChatError.closed) { try await connected.value }
+        #expect(!reasons.contains("OPENED"), "a wrong Sec-WebSocket-Accept never opens a session")
+        let keys = server.keys.withLock { $0 }
+        #expect(keys.count >= 3)
+        #expect(Set(keys).count == keys.count, "a fresh key per handshake: \(keys)")
+        #expect(keys.allSatisfy { Data(base64Encoded: $0)?.count == 16 }, "16 random bytes in base64")
+        await server.stop()
+    }
+
     @Test func fullJitterStaysUnderTheCap() {
         let backoff = Backoff(baseMs: 100, maxMs: 5000)
         #expect(backoff.cap(attempt: 0) == 100)
