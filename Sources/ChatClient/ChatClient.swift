@@ -541,7 +541,7 @@ public actor ChatClient {
     /// Calls the HTTP API (PROTOCOL.md section 5) with the current token (refreshed once on 401).
     public func api(_ method: HTTPMethod, _ path: String, body: JSONValue? = nil) async throws -> JSONValue {
         let http = http, timeout = configuration.requestTimeoutMs
-        return try await withToken { (token: String) async throws(ChatError) -> JSONValue in
+        return try await withToken { (token: String) async throws -> JSONValue in
             try await http.json(method, path, token: token, body: body, timeoutMs: timeout)
         }
     }
@@ -550,7 +550,7 @@ public actor ChatClient {
     public func upload(_ bytes: [UInt8], contentType: String, name: String? = nil) async throws -> JSONObject {
         let path = "/v1/media" + (name.map { "?name=" + ($0.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "") } ?? "")
         let http = http
-        let reply = try await withToken { (token: String) async throws(ChatError) -> HTTPAPI.Reply in
+        let reply = try await withToken { (token: String) async throws -> HTTPAPI.Reply in
             try await http.request(.POST, path, token: token, body: ByteBuffer(bytes: bytes), contentType: contentType, timeoutMs: 120_000)
         }
         guard let object = reply.json?.objectValue else { throw ChatError(code: "internal", message: "the gateway answered no JSON") }
@@ -561,14 +561,14 @@ public actor ChatClient {
     public func download(_ urlOrID: String) async throws -> (bytes: [UInt8], contentType: String?) {
         let path = urlOrID.hasPrefix("/") || urlOrID.hasPrefix("http") ? urlOrID : "/v1/media/\(urlOrID)"
         let http = http
-        let reply = try await withToken { (token: String) async throws(ChatError) -> HTTPAPI.Reply in
+        let reply = try await withToken { (token: String) async throws -> HTTPAPI.Reply in
             try await http.request(.GET, path, token: token, timeoutMs: 120_000)
         }
         var body = reply.body
         return (body.readBytes(length: body.readableBytes) ?? [], reply.contentType)
     }
 
-    private func withToken<T: Sendable>(_ call: @Sendable (String) async throws(ChatError) -> T) async throws -> T {
+    private func withToken<T: Sendable>(_ call: @Sendable (String) async throws -> T) async throws -> T {
         if token == nil { token = try await tokenProvider() }
         do {
             return try await call(token ?? "")

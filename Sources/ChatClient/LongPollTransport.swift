@@ -42,8 +42,10 @@ final class LongPollTransport: ClientTransport {
         let opened: JSONValue
         do {
             opened = try await api.json(.POST, "/v1/lp/open", token: token, body: .object(body), timeoutMs: configuration.requestTimeoutMs)
-        } catch {
+        } catch let error as ChatError {
             throw ConnectFailure(info: CloseInfo.http(error, neverOpened: true))
+        } catch {
+            throw ConnectFailure(info: CloseInfo(reason: "\(error)", neverOpened: true))
         }
         guard let session = opened["session"]?.stringValue, let hello = opened["hello"]?.objectValue else {
             throw ConnectFailure(info: CloseInfo(reason: "malformed long-poll open answer", neverOpened: true))
@@ -60,8 +62,11 @@ final class LongPollTransport: ClientTransport {
                 do {
                     let reply = try await api.json(.GET, path, token: token, timeoutMs: configuration.pollTimeoutMs + 10000)
                     deliver(reply)
-                } catch {
+                } catch let error as ChatError {
                     end(CloseInfo.http(error))
+                    return
+                } catch {
+                    end(CloseInfo(reason: "\(error)"))
                     return
                 }
             }
@@ -121,7 +126,7 @@ final class LongPollTransport: ClientTransport {
                 let reply = try await api.json(.POST, "/v1/lp/send\(query)", token: token, body: .array(batch), timeoutMs: configuration.requestTimeoutMs)
                 deliver(reply)
             } catch {
-                end(CloseInfo.http(error))
+                end((error as? ChatError).map { CloseInfo.http($0) } ?? CloseInfo(reason: "\(error)"))
                 state.withLock { $0.flushing = false }
                 return
             }

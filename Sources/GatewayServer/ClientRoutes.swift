@@ -35,7 +35,7 @@ struct ClientRoutes: Sendable {
             do {
                 value = try buffer.withUnsafeReadableBytes { bytes throws(JSONParser.Error) in try JSONParser.parse(bytes) }
             } catch {
-                throw GatewayError.badFrame(error.description)
+                throw GatewayError.badFrame("\(error)")
             }
             guard let user = value["user"]?.stringValue, Address.isValidID(user) else {
                 throw GatewayError.badFrame("'user' must be 1 to 64 characters of [A-Za-z0-9_.@-]")

@@ -59,20 +59,19 @@ struct Chat: AsyncParsableCommand {
                 transport: ChatClientConfiguration.TransportPreference(rawValue: transport) ?? .auto, device: "terminal"),
             token: { try await AuthStageFactory.mintHS256(settings: settings, user: user, ttlSeconds: 3600, now: SystemClock().nowMillis()) },
             seqStore: FromNowSeqStore())
-        setvbuf(stdout, nil, _IOLBF, 0)
         let printer = Task {
             for await event in client.events {
                 switch event {
                 case .message(let message) where Self.belongs(message, to: address, me: user):
-                    print(Self.line(message))
+                    Self.say(Self.line(message))
                 case .state(.open(let kind)):
-                    print("* connected as \(user) (\(kind.rawValue))")
+                    Self.say("* connected as \(user) (\(kind.rawValue))")
                 case .state(.reconnecting(let delay, let reason)):
-                    print("* disconnected (\(reason)); reconnecting in \(delay) ms")
+                    Self.say("* disconnected (\(reason)); reconnecting in \(delay) ms")
                 case .typing(let frame) where frame["from"]?.stringValue != user:
-                    print("* \(frame["from"]?.stringValue ?? "?") is typing…")
+                    Self.say("* \(frame["from"]?.stringValue ?? "?") is typing…")
                 case .error(let error):
-                    print("* error: \(error)")
+                    Self.say("* error: \(error)")
                 default:
                     break
                 }
@@ -82,10 +81,10 @@ struct Chat: AsyncParsableCommand {
             try await client.connect()
             let page = try await client.history(with: address, limit: max(1, min(history, 500)))
             let earlier = (page["messages"]?.arrayValue ?? []).compactMap(\.objectValue).reversed()
-            for frame in earlier { print(Self.line(frame)) }
-            print("* talking to \(address.description); type a line and press return (/quit to leave)")
+            for frame in earlier { Self.say(Self.line(frame)) }
+            Self.say("* talking to \(address.description); type a line and press return (/quit to leave)")
         } catch {
-            print("* cannot connect: \(error)")
+            Self.say("* cannot connect: \(error)")
             await client.close()
             throw ExitCode(1)
         }
@@ -96,7 +95,7 @@ struct Chat: AsyncParsableCommand {
             do {
                 _ = try await client.submit(to: address, body: ["text": .string(text)])
             } catch {
-                print("* not sent: \(error)")
+                Self.say("* not sent: \(error)")
             }
         }
         // Wait (briefly) for what was typed last to be acked.
@@ -104,6 +103,11 @@ struct Chat: AsyncParsableCommand {
         while await client.unacked > 0, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
         await client.close()
         _ = await printer.value
+    }
+
+    /// Writes a line to standard output at once (no buffering: a terminal or tmux shows it now).
+    static func say(_ line: String) {
+        FileHandle.standardOutput.write(Data((line + "\n").utf8))
     }
 
     static func belongs(_ message: ChatMessage, to address: Address, me: String) -> Bool {

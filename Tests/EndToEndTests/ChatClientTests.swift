@@ -55,27 +55,30 @@ struct ChatClientTests {
 
     /// Collects the messages a client hands to the app.
     final class Inbox: Sendable {
-        /// Guards the messages received and the sync count.
-        private let state = Mutex<(messages: [ChatMessage], syncs: [Int64], transports: [ChatTransportKind])>(([], [], []))
+        final class Store: Sendable {
+            /// Guards the messages received, the syncs finished and the transports opened.
+            let state = Mutex<(messages: [ChatMessage], syncs: [Int64], transports: [ChatTransportKind])>(([], [], []))
+        }
+        let store = Store()
         let reader: Task<Void, Never>
 
         init(_ client: ChatClient) {
-            let state = self.state
+            let store = self.store
             reader = Task {
                 for await event in client.events {
                     switch event {
-                    case .message(let message): state.withLock { $0.messages.append(message) }
-                    case .synced(let seq): state.withLock { $0.syncs.append(seq) }
-                    case .state(.open(let kind)): state.withLock { $0.transports.append(kind) }
+                    case .message(let message): store.state.withLock { $0.messages.append(message) }
+                    case .synced(let seq): store.state.withLock { $0.syncs.append(seq) }
+                    case .state(.open(let kind)): store.state.withLock { $0.transports.append(kind) }
                     default: break
                     }
                 }
             }
         }
 
-        var messages: [ChatMessage] { state.withLock { $0.messages } }
-        var syncs: [Int64] { state.withLock { $0.syncs } }
-        var transports: [ChatTransportKind] { state.withLock { $0.transports } }
+        var messages: [ChatMessage] { store.state.withLock { $0.messages } }
+        var syncs: [Int64] { store.state.withLock { $0.syncs } }
+        var transports: [ChatTransportKind] { store.state.withLock { $0.transports } }
 
         /// Waits until `count` messages arrived (or `seconds` passed).
         func wait(for count: Int, seconds: Double = 30) async {
@@ -195,7 +198,7 @@ struct ChatClientTests {
         let connected = Task { try await client.connect() }
         let reasons = await states.value
         await client.close()
-        #expect(throws: ChatError.closed) { try await connected.value }
+        await #expect(throws: ChatError.closed) { try await connected.value }
         #expect(!reasons.contains("OPENED"), "a wrong Sec-WebSocket-Accept never opens a session")
         let keys = server.keys.withLock { $0 }
         #expect(keys.count >= 3)
