@@ -46,7 +46,10 @@ final class WebSocketTransport: ClientTransport {
         do {
             sslContext = try configuration.tls.map { try NIOSSLContext(configuration: $0) }
         } catch {
-            throw ConnectFailure(info: CloseInfo(reason: "TLS configuration: \(error)", neverOpened: true))
+            let failure = ConnectFailure(info: CloseInfo(reason: "TLS configuration: \(error)", neverOpened: true))
+            helloPromise.fail(failure)
+            continuation.finish()
+            throw failure
         }
         let host = configuration.host
         let channel: any Channel
@@ -68,7 +71,10 @@ final class WebSocketTransport: ClientTransport {
                 }
                 .connect(host: host, port: configuration.port).get()
         } catch {
-            throw ConnectFailure(info: CloseInfo(reason: "cannot connect: \(error)", neverOpened: true))
+            let failure = ConnectFailure(info: CloseInfo(reason: "cannot connect: \(error)", neverOpened: true))
+            helloPromise.fail(failure)
+            continuation.finish()
+            throw failure
         }
         var headers = HTTPHeaders()
         headers.add(name: "Host", value: "\(host):\(configuration.port)")

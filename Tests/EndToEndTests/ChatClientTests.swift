@@ -145,13 +145,18 @@ struct ChatClientTests {
         let inbox = Inbox(bob)
         try await alice.connect()
         try await bob.connect()
+        // bob's sync after connecting is done: what follows comes live.
+        let settled = ContinuousClock.now + .seconds(5)
+        while inbox.syncs.isEmpty, ContinuousClock.now < settled { try await Task.sleep(for: .milliseconds(10)) }
         for text in ["one", "two", "three"] {
             _ = try await alice.send(to: .user("bob"), body: ["text": .string(text)])
         }
         await inbox.wait(for: 3, seconds: 10)
+        let synced = ContinuousClock.now + .seconds(5)
+        while !inbox.syncs.contains(3), ContinuousClock.now < synced { try await Task.sleep(for: .milliseconds(10)) }
         #expect(proxy.dropped == 1, "the proxy dropped the frame of 'two'")
         #expect(inbox.messages.map { $0.body["text"]?.stringValue ?? "" } == ["one", "two", "three"])
-        #expect(inbox.syncs.contains(3), "seq 3 after 1 started a sync that caught up to 3")
+        #expect(inbox.syncs == [0, 3], "seq 3 after 1 started a sync that caught up to 3")
         #expect(await bob.curMaxSeq == 3)
         await alice.close()
         await bob.close()

@@ -20,7 +20,8 @@ final class FrameDroppingProxy: Sendable {
         init(marker: String) { self.marker = marker }
         /// True for the first frame carrying the marker.
         func shouldDrop(_ text: String) -> Bool {
-            guard text.contains("\"type\":\"message\""), text.contains(marker) else { return false }
+            // A live `message` frame only (a sync answer carries the same message inside).
+            guard text.contains("{\"type\":\"message\""), !text.contains("\"type\":\"sync\""), text.contains(marker) else { return false }
             return value.withLock { count in
                 defer { count += 1 }
                 return count == 0
