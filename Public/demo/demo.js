@@ -298,7 +298,7 @@ function renderAttachment(attachment) {
   if (!isImage || !(attachment.thumbnail_url || attachment.url)) {
     const link = document.createElement("div");
     link.className = "file";
-    link.textContent = "📄 " + (attachment.name || attachment.media_id || "attachment");
+    link.textContent = "file: " + (attachment.name || attachment.media_id || "attachment");
     return link;
   }
   const image = document.createElement("img");

@@ -1096,7 +1096,7 @@ enum PublicAssets {
             </div>
             <div id="typing" class="typing" data-testid="typing" aria-live="polite"></div>
             <form id="composer" class="composer">
-              <label class="attach" title="attach an image">📎<input data-testid="attach" id="attach" type="file" accept="image/*"></label>
+              <label class="attach" title="attach an image">Image<input data-testid="attach" id="attach" type="file" accept="image/*"></label>
               <span id="attachment-name" class="attachment-name" data-testid="attachment-name"></span>
               <input data-testid="message-input" id="message-input" placeholder="Message" autocomplete="off" disabled>
               <button data-testid="send" id="send" type="submit" disabled>Send</button>
@@ -1409,7 +1409,7 @@ enum PublicAssets {
           if (!isImage || !(attachment.thumbnail_url || attachment.url)) {
             const link = document.createElement("div");
             link.className = "file";
-            link.textContent = "📄 " + (attachment.name || attachment.media_id || "attachment");
+            link.textContent = "file: " + (attachment.name || attachment.media_id || "attachment");
             return link;
           }
           const image = document.createElement("img");
@@ -1608,7 +1608,7 @@ enum PublicAssets {
         .typing { min-height: 20px; padding: 0 16px; color: var(--muted); font-style: italic; font-size: 12px; }
         .composer { display: flex; gap: 8px; padding: 10px 16px; border-top: 1px solid var(--line); background: var(--card); align-items: center; }
         .composer #message-input { flex: 1; }
-        .attach { cursor: pointer; font-size: 18px; position: relative; }
+        .attach { cursor: pointer; color: var(--blue); position: relative; }
         .attach input { position: absolute; width: 1px; height: 1px; opacity: 0; overflow: hidden; }
         .attachment-name { font-size: 12px; color: var(--muted); max-width: 140px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
         """# + "\n"
