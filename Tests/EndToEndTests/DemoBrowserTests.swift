@@ -47,4 +47,40 @@ struct DemoBrowserTests {
         #expect(Array(texts.prefix(4)) == ["hello bob", "hi alice", "while you were away 1", "while you were away 2"])
         await gateway.stop()
     }
+
+    /// The page's client across a gateway killed with SIGKILL and restarted: what alice sent
+    /// before, during and after the outage is in bob's inbox once each, in order.
+    @Test(
+        .enabled(if: PythonTools.hasBrowser || PythonTools.isCI, Comment(rawValue: PythonTools.missingBrowser)),
+        arguments: ["websocket", "longpoll"])
+    func sendsSurviveAGatewayKilledMidChat(transport: String) async throws {
+        try #require(PythonTools.hasBrowser, Comment(rawValue: PythonTools.missingBrowser))
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("chatgate-demo-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let port = try await ChatClientTests.freePort()
+        let config = directory.appendingPathComponent("config.yaml").path
+        try """
+            listen:
+              public: { host: 127.0.0.1, port: \(port) }
+              admin: { host: 127.0.0.1, port: 0, token: admin-test-token }
+            store: { kind: sqlite, path: "\(directory.path)/chat.db", durability: full }
+            demo: { enabled: true }
+            pipeline:
+              - stage: auth
+                settings: { hs256_secret: "\(ChatClientTests.secret)" }
+              - stage: id
+              - stage: persist
+              - stage: fanout
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let shot = PythonTools.root.appendingPathComponent("artifacts/demo/restart-\(transport).png")
+        let script = PythonTools.root.appendingPathComponent("scripts/check-demo-restart.py").path
+        let run = try await PythonTools.run([script, ChildGateway.binary.path, config, String(port), transport, shot.path], timeout: 180)
+        try #require(run.status == 0, "the browser check failed (exit \(run.status)):\n\(run.stderr)")
+        let page = try #require(try JSONParser.parse(run.stdout).objectValue, "unexpected output: \(run.stdout)")
+        #expect(page["pending_while_down"]?.int64Value == 5, "the five sends made while the gateway was down waited")
+        #expect(page["reconnected_transport"]?.stringValue == transport)
+        #expect(page["states"]?.arrayValue?.allSatisfy { $0.stringValue == "sent" || $0.stringValue == "read" } == true)
+        #expect(page["texts"]?.arrayValue?.compactMap(\.stringValue) == (0..<10).map { "m\($0)" })
+    }
 }
