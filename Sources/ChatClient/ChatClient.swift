@@ -480,6 +480,10 @@ public actor ChatClient {
         if let existing = pending[id] { return existing.handle }
         var frame: JSONObject = ["type": "send", "ref": .string(id), "to": to.json, "body": body, "client_msg_id": .string(id)]
         if let attachments { frame["attachments"] = .array(attachments) }
+        if let limit = hello?["max_frame_bytes"]?.int64Value, JSONValue.object(frame).jsonBytes.count > limit {
+            // The gateway would close the session with 1009: refuse it here instead.
+            throw ChatError(code: "too_large", message: "the frame is larger than the gateway's \(limit) bytes")
+        }
         let handle = SendHandle(clientMsgID: id)
         pending[id] = PendingSend(frame: .object(frame), handle: handle, sentAt: nil)
         pendingOrder.append(id)

@@ -212,6 +212,32 @@ struct ChatClientTests {
         await server.stop()
     }
 
+    @Test func aRefusedTokenIsRefreshedThroughTheCallback() async throws {
+        let gateway = try await TestGateway.start()
+        final class Calls: Sendable {
+            /// Guards how often the token was asked for.
+            let count = Mutex(0)
+        }
+        let calls = Calls()
+        let good = try await gateway.token("carol")
+        let client = ChatClient(
+            configuration: .init(port: gateway.port, transport: .webSocket, backoff: Backoff(baseMs: 5, maxMs: 50)),
+            token: {
+                // The first token is garbage (as an expired one would be); then a good one.
+                calls.count.withLock { $0 += 1; return $0 } == 1 ? "garbage" : good
+            })
+        let hello = try await client.connect()
+        #expect(hello["user"]?.stringValue == "carol")
+        #expect(calls.count.withLock { $0 } == 2)
+        // A frame over max_frame_bytes is refused locally, not sent (the gateway would close 1009).
+        await #expect(throws: ChatError.self) {
+            try await client.send(to: .user("dave"), body: .string(String(repeating: "x", count: 70_000)))
+        }
+        #expect(await client.state == .open(.webSocket))
+        await client.close()
+        await gateway.stop()
+    }
+
     @Test func fullJitterStaysUnderTheCap() {
         let backoff = Backoff(baseMs: 100, maxMs: 5000)
         #expect(backoff.cap(attempt: 0) == 100)
