@@ -336,7 +336,7 @@ public actor ChatClient {
                 let wait = error.retryAfterMs ?? 1000
                 Task {
                     try? await Task.sleep(for: .milliseconds(wait))
-                    await self.retransmit(ref)
+                    self.retransmit(ref)
                 }
                 return
             }
@@ -451,7 +451,7 @@ public actor ChatClient {
             }
             Task {
                 try? await Task.sleep(for: .milliseconds(timeout))
-                await self.expire(ref)
+                self.expire(ref)
             }
         }
     }

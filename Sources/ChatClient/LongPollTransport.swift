@@ -42,10 +42,8 @@ final class LongPollTransport: ClientTransport {
         let opened: JSONValue
         do {
             opened = try await api.json(.POST, "/v1/lp/open", token: token, body: .object(body), timeoutMs: configuration.requestTimeoutMs)
-        } catch let error as ChatError {
-            throw ConnectFailure(info: CloseInfo.http(error, neverOpened: true))
         } catch {
-            throw ConnectFailure(info: CloseInfo(reason: "\(error)", neverOpened: true))
+            throw ConnectFailure(info: CloseInfo.http(error, neverOpened: true))
         }
         guard let session = opened["session"]?.stringValue, let hello = opened["hello"]?.objectValue else {
             throw ConnectFailure(info: CloseInfo(reason: "malformed long-poll open answer", neverOpened: true))
@@ -126,7 +124,7 @@ final class LongPollTransport: ClientTransport {
                 let reply = try await api.json(.POST, "/v1/lp/send\(query)", token: token, body: .array(batch), timeoutMs: configuration.requestTimeoutMs)
                 deliver(reply)
             } catch {
-                end((error as? ChatError).map { CloseInfo.http($0) } ?? CloseInfo(reason: "\(error)"))
+                end(CloseInfo.http(error))
                 state.withLock { $0.flushing = false }
                 return
             }

@@ -220,8 +220,9 @@ private final class SessionFrameHandler: ChannelInboundHandler, Sendable {
             end(CloseInfo.webSocket(code: code, reason: reason))
             var reply = ByteBuffer()
             if let code { reply.writeInteger(code) }
-            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: reply)))
-                .whenComplete { _ in context.close(promise: nil) }
+            let written = context.eventLoop.makePromise(of: Void.self)
+            written.futureResult.whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
+            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: reply)), promise: written)
         default:
             break
         }
