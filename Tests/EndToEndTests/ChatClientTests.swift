@@ -45,6 +45,22 @@ struct ChatClientTests {
         return path
     }
 
+    /// A child gateway on a port that was free a moment ago; another test may take such a port
+    /// in between, so a failed start is tried again on another one.
+    static func startOnAFreePort(directory: URL) async throws -> (ChildGateway, Int, String) {
+        var attempt = 0
+        while true {
+            attempt += 1
+            let port = try await freePort()
+            let path = try config(directory: directory, port: port)
+            do {
+                return (try await ChildGateway.start(configPath: path), port, path)
+            } catch where attempt < 5 {
+                continue
+            }
+        }
+    }
+
     static func client(_ user: String, port: Int, transport: ChatClientConfiguration.TransportPreference) -> ChatClient {
         ChatClient(
             configuration: .init(
@@ -92,9 +108,7 @@ struct ChatClientTests {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("chatgate-sdk-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let port = try await Self.freePort()
-        let configPath = try Self.config(directory: directory, port: port)
-        var server = try await ChildGateway.start(configPath: configPath)
+        var (server, port, configPath) = try await Self.startOnAFreePort(directory: directory)
 
         let alice = Self.client("alice", port: port, transport: transport)
         let bob = Self.client("bob", port: port, transport: transport)
