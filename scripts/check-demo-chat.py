@@ -155,6 +155,24 @@ def main():
             By.CSS_SELECTOR, '[data-testid=conversation][data-key="user:bob"] [data-testid=presence]').get_attribute("data-status")
         result["steps"].append("bob to alice")
 
+        # A group: alice creates it with bob and writes; bob's page lists it under its name.
+        alice.find_element(By.CSS_SELECTOR, ".new-group summary").click()
+        testid(alice, "group-name").send_keys("team")
+        testid(alice, "group-members").send_keys("bob")
+        testid(alice, "group-submit").click()
+        wait(alice, "the group conversation opens", lambda d: (testid(d, "title").get_attribute("data-key") or "").startswith("group:"))
+        send(alice, "group hello")
+        wait(alice, "the group message acked", lambda d: (line_with(d, "group hello") or {}).get("receipt") in ("sent", "read"))
+        group_item = '[data-testid=conversation][data-key^="group:"]'
+        wait(bob, "bob's page lists the group", lambda d: d.find_elements(By.CSS_SELECTOR, group_item))
+        wait(bob, "the group's name shows", lambda d: "team" in d.find_element(By.CSS_SELECTOR, group_item).text)
+        bob.find_element(By.CSS_SELECTOR, group_item).click()
+        wait(bob, "bob sees 'group hello'", lambda d: line_with(d, "group hello"))
+        result["group"] = {"name": bob.find_element(By.CSS_SELECTOR, group_item).text.strip(),
+                           "bob_saw": [line["text"] for line in lines(bob)]}
+        open_conversation(alice, "bob")
+        result["steps"].append("group")
+
         # bob leaves; alice writes twice; bob comes back and catches up (sync from cur_max_seq).
         bob.get("about:blank")
         for text in ("while you were away 1", "while you were away 2"):

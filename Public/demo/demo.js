@@ -106,6 +106,13 @@ function conversation(key, title) {
     entry = { address: addressOf(key), title: title || key.replace(/^user:/, ""), messages: new Map(), more: true, loaded: false, reads: {}, unread: 0, readSent: null };
     conversations.set(key, entry);
     if (entry.address.user) client.subscribePresence([entry.address.user]).catch(() => {});
+    if (entry.address.group && !title) {
+      client.api("GET", "/v1/groups/" + encodeURIComponent(entry.address.group)).then((group) => {
+        entry.title = group.name;
+        renderConversations();
+        if (active === key) $("title").textContent = group.name;
+      }, () => {});
+    }
   } else if (title) {
     entry.title = title;
   }

@@ -25,11 +25,13 @@ struct DemoBrowserTests {
         #expect(page["read_receipt"]?.stringValue == "read")
         #expect(page["typing"]?.stringValue?.contains("bob is typing") == true)
         #expect(page["presence"]?.stringValue == "online")
+        #expect(page["group"]?["name"]?.stringValue == "team")
+        #expect(page["group"]?["bob_saw"]?.arrayValue?.compactMap(\.stringValue) == ["group hello"])
         // bob caught up through sync: the two messages arrived while he was away, once each.
         let after = page["bob_after_return"]?.arrayValue?.compactMap(\.stringValue) ?? []
         #expect(after == ["hello bob", "hi alice", "while you were away 1", "while you were away 2"])
         #expect(page["bob_unread_after_return"]?.int64Value == 2)
-        #expect((page["bob_synced_seq"]?.int64Value ?? 0) >= 4)
+        #expect((page["bob_synced_seq"]?.int64Value ?? 0) >= 5)
         if let skipped = page["image"]?["skipped"]?.stringValue {
             // The media stage arrives with another branch; until then the reason is recorded.
             print("image attachment check skipped: \(skipped)")
@@ -44,7 +46,7 @@ struct DemoBrowserTests {
         let token = try await gateway.token("bob")
         let sync = try await gateway.request(.GET, "/v1/sync?since=0", token: token)
         let texts = sync.json?["messages"]?.arrayValue?.compactMap { $0["body"]?["text"]?.stringValue } ?? []
-        #expect(Array(texts.prefix(4)) == ["hello bob", "hi alice", "while you were away 1", "while you were away 2"])
+        #expect(Array(texts.prefix(5)) == ["hello bob", "hi alice", "group hello", "while you were away 1", "while you were away 2"])
         await gateway.stop()
     }
 
