@@ -151,6 +151,7 @@ def main():
         testid(bob, "message-input").send_keys("ice")
         testid(bob, "send").click()
         wait(alice, "alice sees 'hi alice'", lambda d: line_with(d, "hi alice"))
+        result["alice_order"] = [line["text"] for line in lines(alice)]
         result["presence"] = alice.find_element(
             By.CSS_SELECTOR, '[data-testid=conversation][data-key="user:bob"] [data-testid=presence]').get_attribute("data-status")
         result["steps"].append("bob to alice")

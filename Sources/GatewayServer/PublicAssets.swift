@@ -1335,6 +1335,10 @@ enum PublicAssets {
           }
           entry.messages.set(message.id, message);
           askPresence(entry);
+          if (live && typingUntil.has(key) && typingUntil.get(key).user === message.from) {
+            typingUntil.delete(key); // the message they were typing has come
+            renderTyping();
+          }
           if (live && key !== active && message.from !== me) entry.unread += 1;
           if (key === active) {
             renderMessages(live);
@@ -1345,7 +1349,7 @@ enum PublicAssets {
 
         function sortedMessages(entry) {
           return [...entry.messages.values()].sort((a, b) => {
-            if (a.pending !== b.pending) return a.pending ? 1 : -1;
+            if (!!a.pending !== !!b.pending) return a.pending ? 1 : -1;
             return a.pending ? a.sentAt - b.sentAt : compareIds(a.id, b.id);
           });
         }

@@ -25,6 +25,7 @@ struct DemoBrowserTests {
         #expect(page["read_receipt"]?.stringValue == "read")
         #expect(page["typing"]?.stringValue?.contains("bob is typing") == true)
         #expect(page["presence"]?.stringValue == "online")
+        #expect(page["alice_order"]?.arrayValue?.compactMap(\.stringValue) == ["hello bob", "hi alice"], "lines in id order")
         #expect(page["group"]?["name"]?.stringValue == "team")
         #expect(page["group"]?["bob_saw"]?.arrayValue?.compactMap(\.stringValue) == ["group hello"])
         // bob caught up through sync: the two messages arrived while he was away, once each.
