@@ -167,6 +167,7 @@ $("group-form").addEventListener("submit", async (event) => {
     conversation("group:" + group.id, group.name);
     open("group:" + group.id);
     $("group-form").reset();
+    $("group-form").closest("details").open = false;
   } catch (error) {
     $("status").textContent = "could not create the group: " + error.message;
   }

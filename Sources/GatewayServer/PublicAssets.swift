@@ -1278,6 +1278,7 @@ enum PublicAssets {
             conversation("group:" + group.id, group.name);
             open("group:" + group.id);
             $("group-form").reset();
+            $("group-form").closest("details").open = false;
           } catch (error) {
             $("status").textContent = "could not create the group: " + error.message;
           }
