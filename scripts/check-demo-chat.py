@@ -16,6 +16,7 @@ import shutil
 import struct
 import sys
 import tempfile
+import urllib.request
 import zlib
 
 from selenium import webdriver
@@ -61,6 +62,14 @@ def png(width, height):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def post_json(url, body, token=None):
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers)
+    return json.load(urllib.request.urlopen(request, timeout=10))
 
 
 class Step(Exception):
@@ -210,6 +219,24 @@ def main():
                 "return Math.max(...Array.from(document.querySelectorAll('[data-testid=thumbnail]')).map(i => i.naturalWidth))")}
             shutil.rmtree(directory, ignore_errors=True)
         result["steps"].append("image")
+
+        # History scroll-back: 35 earlier messages to carol (sent over the HTTP API); after a
+        # reload alice's page shows the newest 30, and "older" brings the rest.
+        token = post_json(base + "/demo/token", {"user": "alice"})["token"]
+        for n in range(35):
+            post_json(base + "/v1/messages", {"type": "send", "to": {"user": "carol"}, "body": {"text": f"c{n}"},
+                                              "client_msg_id": f"history-{n}"}, token)
+        alice.get(base + "/")
+        wait(alice, "alice signed in again", lambda d: testid(d, "transport").get_attribute("data-state") == "open")
+        open_conversation(alice, "carol")
+        wait(alice, "the newest page of carol's conversation", lambda d: len(lines(d)) == 30)
+        first_page = [line["text"] for line in lines(alice)]
+        wait(alice, "the older button", lambda d: testid(d, "older").is_displayed())
+        testid(alice, "older").click()
+        wait(alice, "the older messages", lambda d: len(lines(d)) == 35)
+        result["history"] = {"first_page": first_page, "after_older": [line["text"] for line in lines(alice)],
+                             "older_button_after": testid(alice, "older").is_displayed()}
+        result["steps"].append("history")
         alice.save_screenshot(os.path.join(shots, "alice.png"))
         bob.save_screenshot(os.path.join(shots, "bob.png"))
         print(json.dumps(result))

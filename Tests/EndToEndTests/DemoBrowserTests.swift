@@ -39,6 +39,10 @@ struct DemoBrowserTests {
         } else {
             #expect((page["image"]?["thumbnail_width"]?.int64Value ?? 0) > 0)
         }
+        // History scroll-back: the newest 30, then the 5 older ones above them.
+        #expect(page["history"]?["first_page"]?.arrayValue?.compactMap(\.stringValue) == (5..<35).map { "c\($0)" })
+        #expect(page["history"]?["after_older"]?.arrayValue?.compactMap(\.stringValue) == (0..<35).map { "c\($0)" })
+        #expect(page["history"]?["older_button_after"]?.boolValue == false, "no more to load")
         for name in ["alice.png", "bob.png", "alice-typing.png"] {
             #expect(FileManager.default.fileExists(atPath: shots.appendingPathComponent(name).path), "\(name) saved under artifacts/demo/")
         }
