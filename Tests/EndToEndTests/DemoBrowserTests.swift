@@ -84,6 +84,25 @@ struct DemoBrowserTests {
         #expect(page["texts"]?.arrayValue?.compactMap(\.stringValue) == (0..<10).map { "m\($0)" })
     }
 
+    /// bob's page behind a proxy that drops the frame of one message: the client sees the seq
+    /// gap and syncs, so the page shows every message in order.
+    @Test(.enabled(if: PythonTools.hasBrowser || PythonTools.isCI, Comment(rawValue: PythonTools.missingBrowser)))
+    func aDroppedFrameIsRecoveredBySync() async throws {
+        try #require(PythonTools.hasBrowser, Comment(rawValue: PythonTools.missingBrowser))
+        let gateway = try await TestGateway.start(extra: "demo: { enabled: true }")
+        let proxy = try await FrameDroppingProxy.start(upstreamPort: gateway.port, dropping: "\"text\":\"two\"")
+        let shot = PythonTools.root.appendingPathComponent("artifacts/demo/gap-bob.png")
+        let script = PythonTools.root.appendingPathComponent("scripts/check-demo-gap.py").path
+        let run = try await PythonTools.run(
+            [script, "http://127.0.0.1:\(gateway.port)", "http://127.0.0.1:\(proxy.port)", shot.path], timeout: 180)
+        try #require(run.status == 0, "the browser check failed (exit \(run.status)):\n\(run.stderr)")
+        let page = try #require(try JSONParser.parse(run.stdout).objectValue, "unexpected output: \(run.stdout)")
+        #expect(proxy.dropped == 1, "the proxy dropped the live frame of 'two'")
+        #expect(page["bob_lines"]?.arrayValue?.compactMap(\.stringValue) == ["one", "two", "three"])
+        await proxy.stop()
+        await gateway.stop()
+    }
+
     static func restartConfig(directory: URL, port: Int) -> String {
         """
             listen:

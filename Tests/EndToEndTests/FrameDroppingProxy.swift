@@ -95,6 +95,7 @@ private final class DroppingForwarder: ChannelInboundHandler {
     let counter: FrameDroppingProxy.DropCounter
     private var buffer = ByteBuffer()
     private var upgraded = false
+    private var passthrough = false
 
     init(peer: any Channel, counter: FrameDroppingProxy.DropCounter) {
         self.peer = peer
@@ -104,11 +105,22 @@ private final class DroppingForwarder: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var incoming = unwrapInboundIn(data)
         buffer.writeBuffer(&incoming)
+        if passthrough {
+            peer.writeAndFlush(buffer.readSlice(length: buffer.readableBytes)!, promise: nil)
+            return
+        }
         if !upgraded {
             let bytes = buffer.readableBytesView
             guard let end = bytes.firstRange(of: [13, 10, 13, 10]) else { return }
             let length = end.upperBound - bytes.startIndex
-            peer.writeAndFlush(buffer.readSlice(length: length)!, promise: nil)
+            let head = buffer.readSlice(length: length)!
+            peer.writeAndFlush(head, promise: nil)
+            guard head.getString(at: head.readerIndex, length: 12) == "HTTP/1.1 101" else {
+                // Plain HTTP (a page, a token): everything else on this connection as it is.
+                passthrough = true
+                if buffer.readableBytes > 0 { peer.writeAndFlush(buffer.readSlice(length: buffer.readableBytes)!, promise: nil) }
+                return
+            }
             upgraded = true
         }
         while let frame = nextFrame() {
