@@ -13,13 +13,13 @@ struct Chat: AsyncParsableCommand {
         abstract: "Chat from a terminal (a development client on the ChatClient library).",
         discussion: "Lines you type are sent; /quit (or Ctrl-D) leaves. The token is minted with the config's HS256 secret.")
 
-    @Option(name: .customLong("as"), help: "Your user id.")
+    @Option(name: .customLong("as"), help: ArgumentHelp("Your user id.", valueName: "user"))
     var user: String
 
-    @Option(help: "The user to talk to.")
+    @Option(help: ArgumentHelp("The user to talk to.", valueName: "user"))
     var to: String?
 
-    @Option(help: "The group to talk in.")
+    @Option(help: ArgumentHelp("The group to talk in.", valueName: "id"))
     var group: String?
 
     @Option(name: .shortAndLong, help: "The config file (for the auth secret and the port).")
