@@ -419,15 +419,6 @@ $("attach").addEventListener("change", () => {
   $("attachment-name").textContent = file ? file.name : "";
 });
 
-async function hasMedia() {
-  if (mediaAvailable === null) {
-    // A gateway without the media stage has no /v1/media route (404).
-    const response = await fetch("/v1/media", { method: "POST", headers: { Authorization: "Bearer " + client.token } });
-    mediaAvailable = response.status !== 404 && response.status !== 405;
-  }
-  return mediaAvailable;
-}
-
 $("composer").addEventListener("submit", async (event) => {
   event.preventDefault();
   if (!active) return;
@@ -445,8 +436,19 @@ $("composer").addEventListener("submit", async (event) => {
   try {
     let attachments;
     if (file) {
-      if (!(await hasMedia())) throw new Error("this gateway has no media upload (POST /v1/media)");
-      const uploaded = await client.upload(file, { name: file.name });
+      if (mediaAvailable === false) throw new Error("this gateway has no media upload (POST /v1/media)");
+      let uploaded;
+      try {
+        uploaded = await client.upload(file, { name: file.name });
+        mediaAvailable = true;
+      } catch (error) {
+        // A gateway without media has no /v1/media route.
+        if (error.status === 404 || error.status === 405) {
+          mediaAvailable = false;
+          throw new Error("this gateway has no media upload (POST /v1/media)");
+        }
+        throw error;
+      }
       attachments = [{ media_id: uploaded.media_id }];
       local.attachments = [{ media_id: uploaded.media_id, content_type: uploaded.content_type, name: file.name, url: "/v1/media/" + uploaded.media_id,
         thumbnail_url: uploaded.thumbnail ? "/v1/media/" + uploaded.thumbnail.media_id : undefined }];
