@@ -36,6 +36,7 @@ struct DemoBrowserTests {
         if let skipped = page["image"]?["skipped"]?.stringValue {
             // The media stage arrives with another branch; until then the reason is recorded.
             print("image attachment check skipped: \(skipped)")
+            #expect(page["image"]?["page_says"]?.stringValue?.contains("no media upload") == true)
         } else {
             #expect((page["image"]?["thumbnail_width"]?.int64Value ?? 0) > 0)
         }
