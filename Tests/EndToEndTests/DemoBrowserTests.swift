@@ -104,6 +104,24 @@ struct DemoBrowserTests {
         await gateway.stop()
     }
 
+    /// Behind a proxy that cannot carry WebSockets, the page (transport "auto") falls back to
+    /// long-poll, and its badge says so.
+    @Test(.enabled(if: PythonTools.hasBrowser || PythonTools.isCI, Comment(rawValue: PythonTools.missingBrowser)))
+    func thePageFallsBackToLongPollWhenTheWebSocketCannotOpen() async throws {
+        try #require(PythonTools.hasBrowser, Comment(rawValue: PythonTools.missingBrowser))
+        let gateway = try await TestGateway.start(extra: "demo: { enabled: true }")
+        let proxy = try await FrameDroppingProxy.start(upstreamPort: gateway.port, dropping: nil)
+        let shot = PythonTools.root.appendingPathComponent("artifacts/demo/fallback-bob.png")
+        let script = PythonTools.root.appendingPathComponent("scripts/check-demo-gap.py").path
+        let run = try await PythonTools.run([script, "--fallback", "http://127.0.0.1:\(proxy.port)", shot.path], timeout: 120)
+        try #require(run.status == 0, "the browser check failed (exit \(run.status)):\n\(run.stderr)")
+        let page = try #require(try JSONParser.parse(run.stdout).objectValue, "unexpected output: \(run.stdout)")
+        #expect(page["transport"]?.stringValue == "longpoll")
+        #expect(page["sent"]?.stringValue == "sent")
+        await proxy.stop()
+        await gateway.stop()
+    }
+
     static func restartConfig(directory: URL, port: Int) -> String {
         """
             listen:
