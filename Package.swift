@@ -86,16 +86,26 @@ let package = Package(
         .target(
             name: "ChatClient",
             dependencies: [
+                "GatewayCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "GatewayTesting",
-            dependencies: ["GatewayCore", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "GatewayCore", .product(name: "Logging", package: "swift-log"),
+                // The raw WebSocket test client (WebSocketClient, WebSocketStream).
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
             swiftSettings: swiftSettings
         ),
 
@@ -162,7 +172,7 @@ let package = Package(
         .executableTarget(
             name: "chatgate",
             dependencies: [
-                "GatewayCore", "GatewayConfig", "GatewayServer", "SQLiteStore", "GatewayBench",
+                "GatewayCore", "GatewayConfig", "GatewayServer", "SQLiteStore", "GatewayBench", "ChatClient",
                 "StageAuth", "StageID", "StagePersist", "StageFanout", "StageRateLimit", "StageWebhook", "StageWordFilter",
                 "StagePush",
                 // new-stage: stage dependencies above this line

@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/setup-browser.sh
 scripts/setup-push.sh
+scripts/setup-clients.sh
 swift build --build-tests
 swift test --skip-build "$@"
 if (($# == 0)); then

@@ -36,6 +36,8 @@ public final class GatewayApplication: Sendable {
     private let stageServices: StageServiceHost
     let reloader: PipelineReloader
     let metrics = MetricsExporter()
+    /// Signs demo tokens (`POST /demo/token`) when `demo.enabled`.
+    private let demoTokens: DemoTokenMinter?
 
     /// - Parameters:
     ///   - services: more services to run that do not belong to the pipeline. The pipeline's own
@@ -44,8 +46,9 @@ public final class GatewayApplication: Sendable {
     ///     force (the executable re-reads its config file); nil when there is nothing to reload.
     public init(
         configuration: GatewayConfiguration, gateway: Gateway, logger: Logger, services: [any Service] = [],
-        reloadPipeline: PipelineSource? = nil
+        reloadPipeline: PipelineSource? = nil, demoTokens: DemoTokenMinter? = nil
     ) {
+        self.demoTokens = demoTokens
         self.configuration = configuration
         self.gateway = gateway
         self.logger = logger
@@ -132,6 +135,7 @@ public final class GatewayApplication: Sendable {
         router.add(middleware: CORSAllowListMiddleware(allowed: Set(configuration.listen.public.allowedOrigins)))
         publicRoutes.register(on: router)
         DeviceRoutes(gateway: gateway).register(on: router)
+        ClientRoutes(demo: configuration.demo, mintToken: demoTokens).register(on: router)
 
         let gateway = self.gateway
         let deadlines = tokenDeadlines

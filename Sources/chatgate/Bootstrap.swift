@@ -42,7 +42,9 @@ struct Bootstrap {
             }
         }
         // The application runs the pipeline's services itself, so a reload can replace them.
-        let application = GatewayApplication(configuration: configuration, gateway: gateway, logger: logger, reloadPipeline: reload)
+        let application = GatewayApplication(
+            configuration: configuration, gateway: gateway, logger: logger, reloadPipeline: reload,
+            demoTokens: try DemoTokens.minter(configuration: configuration, clock: clock, logger: logger))
         return Bootstrap(configuration: configuration, application: application, store: store, faults: faults)
     }
 

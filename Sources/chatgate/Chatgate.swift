@@ -11,7 +11,7 @@ struct Chatgate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chatgate",
         abstract: "ChatGateway: a real-time chat gateway with a YAML pipeline of stages.",
-        subcommands: [Serve.self, CheckConfig.self, Token.self, BenchCommand.self],
+        subcommands: [Serve.self, CheckConfig.self, Token.self, Chat.self, BenchCommand.self],
         defaultSubcommand: Serve.self
     )
 }

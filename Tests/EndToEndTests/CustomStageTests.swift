@@ -1,4 +1,3 @@
-import ChatClient
 import Crypto
 import Foundation
 import GatewayConfig

@@ -1,5 +1,5 @@
 import AsyncHTTPClient
-import ChatClient
+
 import Crypto
 import Foundation
 import GatewayCore

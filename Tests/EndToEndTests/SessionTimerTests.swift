@@ -1,4 +1,3 @@
-import ChatClient
 import Foundation
 import GatewayCore
 import GatewayTesting
