@@ -114,6 +114,8 @@ final class LoadGenerator {
             return promise.futureResult
         }
         openPromise = promise
+        // A new round (`churn` connects the same clients again after `closeAll`).
+        stopping = false
         connectGeneration += 1
         let generation = connectGeneration
         waitingForOpen = Set(indices)
