@@ -2,6 +2,7 @@ import GatewayConfig
 import GatewayCore
 import GatewayServer
 import Logging
+import PostgresStore
 import SQLiteStore
 import ServiceLifecycle
 import UnixSignals
@@ -11,25 +12,28 @@ import UnixSignals
 struct Bootstrap {
     let configuration: GatewayConfiguration
     let application: GatewayApplication
-    let store: EmbeddedStore
+    let store: any MessageStore & GroupStore & ReceiptStore
     let faults: StoreFaults
 
     /// - Parameter configPath: the file `configuration` came from; a reload (SIGHUP,
     ///   `POST /admin/reload`) re-reads it. Without one there is nothing to reload.
     static func make(
         configuration: GatewayConfiguration, configPath: String? = nil, clock: any GatewayClock = SystemClock(), logger: Logger
-    ) throws -> Bootstrap {
-        guard configuration.store.kind == .sqlite else {
-            throw BootstrapError("store.kind 'postgres' is not available in this build yet; use 'sqlite'")
-        }
-        let store = try EmbeddedStore(path: configuration.store.path, durability: configuration.store.durability, logger: logger)
+    ) async throws -> Bootstrap {
+        let store = try await openStore(configuration.store, logger: logger)
         let stores = Stores(store)
         let hub = SessionHub(
             maxSessionsPerUser: configuration.limits.maxSessionsPerUser, maxConnections: configuration.limits.maxConnections,
             maxConnectionsPerIP: configuration.limits.maxConnectionsPerIP)
-        let pipeline = try Pipeline.build(
-            configuration.pipeline, registry: try BuiltInStages.registry(), logger: logger, clock: clock, stores: stores, presence: hub,
-            node: configuration.node)
+        let pipeline: Pipeline
+        do {
+            pipeline = try Pipeline.build(
+                configuration.pipeline, registry: try BuiltInStages.registry(), logger: logger, clock: clock, stores: stores, presence: hub,
+                node: configuration.node)
+        } catch {
+            try? await store.close()
+            throw error
+        }
         let faults = StoreFaults()
         let gateway = Gateway(configuration: configuration, stores: stores, hub: hub, pipeline: pipeline, clock: clock, logger: logger, faults: faults)
         // A reload takes only the new `pipeline:`; the node, store and listeners keep what they started with.
@@ -53,6 +57,19 @@ struct Bootstrap {
             services.append(.init(service: HangupReloader(signal: reloadSignal, application: application, logger: logger), successTerminationBehavior: .ignore))
         }
         return ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: signals, logger: logger))
+    }
+}
+
+/// The store `store.kind` names: the embedded SQLite file, or PostgreSQL (connected, its
+/// schema brought up to date; `unavailable` when it cannot be reached).
+func openStore(_ settings: StoreSettings, logger: Logger) async throws -> any MessageStore & GroupStore & ReceiptStore {
+    switch settings.kind {
+    case .sqlite:
+        return try EmbeddedStore(path: settings.path, durability: settings.durability, logger: logger)
+    case .postgres:
+        guard let url = settings.url?.value else { throw BootstrapError("store.url is required when store.kind is postgres") }
+        let configuration = try PostgresStoreConfiguration(url: url, poolSize: settings.poolSize, durability: settings.durability)
+        return try await PostgresStore.open(configuration, logger: logger)
     }
 }
 

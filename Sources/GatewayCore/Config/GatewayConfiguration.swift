@@ -217,8 +217,13 @@ public struct StoreSettings: Decodable, Sendable {
     /// PostgreSQL URL (kind `postgres`).
     public var url: Secret?
     public var durability: Durability = .full
+    /// Most connections to PostgreSQL (kind `postgres`). Default 16.
+    public var poolSize: Int = 16
 
-    enum CodingKeys: String, CodingKey { case kind, path, url, durability }
+    enum CodingKeys: String, CodingKey {
+        case kind, path, url, durability
+        case poolSize = "pool_size"
+    }
 
     public init() {}
 
@@ -229,6 +234,8 @@ public struct StoreSettings: Decodable, Sendable {
         url = try c.decodeIfPresent(Secret.self, forKey: .url)
         durability = try c.decodeIfPresent(Durability.self, forKey: .durability) ?? .full
         try require(kind != .postgres || url != nil, c, .url, "required when kind is postgres")
+        poolSize = try c.decodeIfPresent(Int.self, forKey: .poolSize) ?? 16
+        try require((1...1000).contains(poolSize), c, .poolSize, "must be 1...1000 (was \(poolSize))")
     }
 }
 
