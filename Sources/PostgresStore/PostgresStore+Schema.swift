@@ -51,6 +51,7 @@ extension PostgresStore {
     /// - `counters`: totals for `statistics()`, in 16 rows (a commit adds to the row of its
     ///   backend, so concurrent commits rarely wait on the same row).
     /// - `chat_groups`, `group_members` (`position` keeps the order of joining), `read_positions`.
+    /// - `cluster_nodes` (v2): one row per worker id leased by a node (`NodeLease`).
     /// - `chat_commit(...)`: a whole commit batch in one statement, one round trip (see
     ///   `PostgresStore.commit`).
     static let migrations: [Migration] = [
@@ -113,7 +114,24 @@ extension PostgresStore {
             )
             """,
             commitFunction,
-        ])
+        ]),
+        // The nodes of a cluster and their leases (see `NodeLease`).
+        Migration(version: 2, name: "cluster-nodes", statements: [
+            """
+            CREATE TABLE cluster_nodes (
+                worker_id integer PRIMARY KEY CHECK (worker_id BETWEEN 0 AND 1023),
+                node_id text NOT NULL,
+                instance text NOT NULL,
+                ws_url text NOT NULL,
+                longpoll_url text NOT NULL,
+                sessions integer NOT NULL DEFAULT 0,
+                max_sessions integer NOT NULL DEFAULT 1,
+                draining boolean NOT NULL DEFAULT false,
+                lease_until bigint NOT NULL,
+                renewed_at bigint NOT NULL
+            )
+            """
+        ]),
     ]
 
     /// The commit of a batch, in one statement (so one round trip and one transaction when
