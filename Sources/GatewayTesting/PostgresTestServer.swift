@@ -57,6 +57,18 @@ public final class PostgresTestServer: Sendable {
         }
     }
 
+    /// A server of its own (not the shared one), for a test that stops and restarts it; nil
+    /// when PostgreSQL is not installed and not required. Stopped when the process exits.
+    public static func makePrivate() throws -> PostgresTestServer? {
+        guard let bin = binDirectory() else {
+            if ProcessInfo.processInfo.environment["CHATGATE_REQUIRE_POSTGRES"] != nil {
+                throw TestServerError("CHATGATE_REQUIRE_POSTGRES is set but " + unavailableReason)
+            }
+            return nil
+        }
+        return try PostgresTestServer(binDirectory: bin)
+    }
+
     /// The newest `/usr/lib/postgresql/<version>/bin` with `initdb`, or `PG_BIN` when set.
     static func binDirectory() -> String? {
         if let explicit = ProcessInfo.processInfo.environment["PG_BIN"],
@@ -141,7 +153,7 @@ public final class PostgresTestServer: Sendable {
     }
 
     /// A port of 127.0.0.1 free right now (the kernel's pick for port 0).
-    static func freePort() throws -> Int {
+    public static func freePort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestServerError("socket() failed") }
         defer { close(fd) }
@@ -163,15 +175,21 @@ public final class PostgresTestServer: Sendable {
 
     // MARK: Cleanup
 
-    /// The server `atexit` stops and removes.
-    private static let running = Mutex<PostgresTestServer?>(nil)
+    /// The servers `atexit` stops and removes.
+    private static let running = Mutex<[PostgresTestServer]>([])
 
     private static func registerCleanup(_ server: PostgresTestServer) {
-        running.withLock { $0 = server }
-        atexit {
-            guard let server = PostgresTestServer.running.withLock({ $0 }) else { return }
-            try? server.stop()
-            try? FileManager.default.removeItem(atPath: server.directory)
+        let first = running.withLock { running in
+            running.append(server)
+            return running.count == 1
+        }
+        if first {
+            atexit {
+                for server in PostgresTestServer.running.withLock({ $0 }) {
+                    try? server.stop()
+                    try? FileManager.default.removeItem(atPath: server.directory)
+                }
+            }
         }
         // Should the test process die without running `atexit` (kill -9), a watcher stops the
         // server once the process is gone.

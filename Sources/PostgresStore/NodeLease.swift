@@ -103,7 +103,7 @@ public final class NodeLease: Service, Sendable {
         let maxSessions = Int32(clamping: identity.maxSessions)
         let candidates: [Int32] = worker.map { [Int32($0)] } ?? Array(0...1023)
         let id = identity
-        let taken: Int32? = try await store.access {
+        let taken: Int32? = try await store.access { [self] in
             // A few rounds: another node may take the same free id between our read and write.
             for _ in 0..<8 {
                 let rows = try await store.client.query(
@@ -154,7 +154,7 @@ public final class NodeLease: Service, Sendable {
     /// The node holding `worker`'s live lease, if any.
     func holder(of worker: Int) async throws -> String? {
         let now = clock.nowMillis()
-        return try await store.access {
+        return try await store.access { [self] in
             let rows = try await store.client.query(
                 "SELECT node_id FROM cluster_nodes WHERE worker_id = \(Int32(worker)) AND lease_until >= \(now)", logger: logger)
             for try await node in rows.decode(String.self) { return node }
@@ -170,7 +170,7 @@ public final class NodeLease: Service, Sendable {
         let now = clock.nowMillis()
         let until = now + leaseMs
         let count = Int32(clamping: sessions())
-        let held: Bool = try await store.access {
+        let held: Bool = try await store.access { [self] in
             let rows = try await store.client.query(
                 """
                 UPDATE cluster_nodes SET lease_until = \(until), renewed_at = \(now), sessions = \(count)
@@ -196,9 +196,9 @@ public final class NodeLease: Service, Sendable {
     /// Marks this node draining (`/v1/discover` stops naming it).
     public func setDraining() async throws {
         guard let worker = workerID else { return }
-        try await store.access {
-            try await store.client.query(
-                "UPDATE cluster_nodes SET draining = true WHERE worker_id = \(Int32(worker)) AND instance = \(instance)", logger: logger)
+        try await store.access { [self] in
+            for try await _ in try await store.client.query(
+                "UPDATE cluster_nodes SET draining = true WHERE worker_id = \(Int32(worker)) AND instance = \(instance)", logger: logger) {}
         }
     }
 
@@ -209,15 +209,15 @@ public final class NodeLease: Service, Sendable {
             state.validUntil = .min
             state.lost = true
         }
-        try await store.access {
-            try await store.client.query(
-                "DELETE FROM cluster_nodes WHERE worker_id = \(Int32(worker)) AND instance = \(instance)", logger: logger)
+        try await store.access { [self] in
+            for try await _ in try await store.client.query(
+                "DELETE FROM cluster_nodes WHERE worker_id = \(Int32(worker)) AND instance = \(instance)", logger: logger) {}
         }
         logger.info("node lease released", metadata: ["gateway.node": "\(identity.nodeID)", "gateway.worker_id": "\(worker)"])
     }
 
-    /// Renews every `leaseMs / 3` until shutdown, then marks the node draining and releases
-    /// the lease.
+    /// Renews every `leaseMs / 3` until shutdown. The lease itself is released when the
+    /// store closes (`LeaseGuardedMessageStore.close`), after the last queued commit.
     public func run() async throws {
         let interval = Duration.milliseconds(max(10, leaseMs / 3))
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
@@ -232,13 +232,12 @@ public final class NodeLease: Service, Sendable {
                 logger.warning("node lease renewal failed", metadata: ["error": "\(error)"])
             }
         }
-        try? await release()
     }
 
     /// Live, not draining nodes, least loaded first.
     public func liveNodes() async throws -> [ClusterNode] {
         let now = clock.nowMillis()
-        return try await store.access {
+        return try await store.access { [self] in
             let rows = try await store.client.query(
                 """
                 SELECT node_id, worker_id, ws_url, longpoll_url, sessions, max_sessions FROM cluster_nodes
@@ -293,5 +292,9 @@ public struct LeaseGuardedMessageStore: MessageStore {
 
     public func statistics() async throws -> StoreStatistics { try await store.statistics() }
 
-    public func close() async throws { try await store.close() }
+    /// Gives the worker id back (every queued commit is done by now), then closes the store.
+    public func close() async throws {
+        try? await lease.release()
+        try await store.close()
+    }
 }

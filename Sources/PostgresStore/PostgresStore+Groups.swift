@@ -8,7 +8,7 @@ extension PostgresStore {
     /// Throws `GatewayError(.conflict)` when the id is taken.
     public func createGroup(_ group: GroupInfo) async throws {
         let logger = self.logger
-        try await access {
+        try await access { [self] in
             try await client.withTransaction(logger: logger) { connection in
                 let rows = try await connection.query(
                     """
@@ -24,13 +24,13 @@ extension PostgresStore {
     }
 
     public func group(_ id: String) async throws -> GroupInfo? {
-        try await access {
+        try await access { [self] in
             try await client.withConnection { connection in try await Self.group(id, on: connection, logger: logger) }
         }
     }
 
     public func members(of group: String) async throws -> [String]? {
-        try await access {
+        try await access { [self] in
             let rows = try await client.query(
                 """
                 SELECT m.user_id FROM chat_groups g LEFT JOIN group_members m ON m.group_id = g.id
@@ -46,7 +46,7 @@ extension PostgresStore {
     }
 
     public func isMember(_ user: String, of group: String) async throws -> Bool {
-        try await access {
+        try await access { [self] in
             let rows = try await client.query(
                 "SELECT 1 FROM group_members WHERE group_id = \(group) AND user_id = \(user)", logger: logger)
             for try await _ in rows { return true }
@@ -56,7 +56,7 @@ extension PostgresStore {
 
     /// The groups `user` belongs to, sorted by id.
     public func groups(of user: String) async throws -> [GroupInfo] {
-        try await access {
+        try await access { [self] in
             let rows = try await client.query(
                 """
                 SELECT g.id, g.name, g.owner, g.created_at,
@@ -78,7 +78,7 @@ extension PostgresStore {
     /// of one group from several nodes run one after the other). Throws `not_found`.
     public func updateMembers(of group: String, add: [String], remove: [String]) async throws -> GroupInfo {
         let logger = self.logger
-        return try await access {
+        return try await access { [self] in
             try await client.withTransaction(logger: logger) { connection in
                 var exists = false
                 for try await _ in try await connection.query("SELECT 1 FROM chat_groups WHERE id = \(group) FOR UPDATE", logger: logger) {
@@ -132,7 +132,7 @@ extension PostgresStore {
 
     /// Moves `user`'s read position in `conversation` forward (never back).
     public func markRead(user: String, conversation: String, upTo: UInt64) async throws -> Bool {
-        try await access {
+        try await access { [self] in
             let rows = try await client.query(
                 """
                 INSERT INTO read_positions AS r(conversation, user_id, up_to) VALUES (\(conversation), \(user), \(Int64(bitPattern: upTo)))
@@ -146,7 +146,7 @@ extension PostgresStore {
     }
 
     public func readPositions(conversation: String) async throws -> [String: UInt64] {
-        try await access {
+        try await access { [self] in
             let rows = try await client.query(
                 "SELECT user_id, up_to FROM read_positions WHERE conversation = \(conversation)", logger: logger)
             var positions: [String: UInt64] = [:]

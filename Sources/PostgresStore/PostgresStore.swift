@@ -44,7 +44,10 @@ public final class PostgresStore: MessageStore, GroupStore, ReceiptStore, Sendab
     {
         let store = PostgresStore(configuration: configuration, logger: logger)
         do {
-            try await store.access { try await migrate(store.client, logger: logger) }
+            // Reachable at all (fails within `requestTimeout`), then the migrations (which may
+            // wait for another node's).
+            try await store.access { [client = store.client] in for try await _ in try await client.query("SELECT 1", logger: logger) {} }
+            try await store.access(timeout: .seconds(120)) { [client = store.client] in try await migrate(client, logger: logger) }
         } catch {
             try? await store.close()
             throw error
@@ -92,19 +95,21 @@ public final class PostgresStore: MessageStore, GroupStore, ReceiptStore, Sendab
             SELECT r_msg, r_user, r_seq FROM chat_commit(\(ids), \(conversations), \(senders), \(kinds), \(recipients), \
             \(clientMsgIDs), \(timestamps), \(bodies), \(attachments), \(hasAttachments), \(entryMessages), \(entryUsers))
             """
-        var stored = [Bool](repeating: false, count: batch.count)
-        var seqs: [[String: Int64]] = Array(repeating: [:], count: batch.count)
-        try await access {
+        let count = batch.count
+        let (stored, seqs) = try await access { [client, logger] in
+            var stored = [Bool](repeating: false, count: count)
+            var seqs: [[String: Int64]] = Array(repeating: [:], count: count)
             let rows = try await client.query(query, logger: logger)
             for try await (index, user, seq) in rows.decode((Int32, String?, Int64?).self) {
                 let position = Int(index) - 1
-                guard batch.indices.contains(position) else { continue }
+                guard (0..<count).contains(position) else { continue }
                 if let user, let seq {
                     seqs[position][user] = seq
                 } else {
                     stored[position] = true
                 }
             }
+            return (stored, seqs)
         }
         var duplicates: [(sender: String, clientMsgID: String)] = []
         for (index, pending) in batch.enumerated() where !stored[index] {
@@ -134,7 +139,7 @@ public final class PostgresStore: MessageStore, GroupStore, ReceiptStore, Sendab
         if keys.isEmpty { return [:] }
         let senders = keys.map(\.sender)
         let clientMsgIDs = keys.map(\.clientMsgID)
-        return try await access {
+        return try await access { [self] in
             let rows = try await client.query(
                 """
                 SELECT \(unescaped: Self.messageColumns), m.sender_seq
@@ -154,7 +159,7 @@ public final class PostgresStore: MessageStore, GroupStore, ReceiptStore, Sendab
     public func inbox(user: String, after: Int64, limit: Int) async throws -> (entries: [InboxEntry], more: Bool) {
         let limit = max(limit, 0)
         let fetch = Self.fetchLimit(limit)
-        return try await access {
+        return try await access { [self] in
             let rows = try await client.query(
                 """
                 SELECT \(unescaped: Self.messageColumns), i.seq
@@ -178,7 +183,7 @@ public final class PostgresStore: MessageStore, GroupStore, ReceiptStore, Sendab
     }
 
     public func inboxHead(user: String) async throws -> Int64 {
-        try await access {
+        try await access { [self] in
             let rows = try await client.query("SELECT seq FROM inbox_heads WHERE user_id = \(user)", logger: logger)
             for try await seq in rows.decode(Int64.self) { return seq }
             return 0
@@ -190,7 +195,7 @@ public final class PostgresStore: MessageStore, GroupStore, ReceiptStore, Sendab
         let fetch = Self.fetchLimit(limit)
         // Ids are below 2^63; a larger bound excludes nothing.
         let bound: Int64 = before.flatMap { $0 <= UInt64(Int64.max) ? Int64($0) : nil } ?? Int64.max
-        return try await access {
+        return try await access { [self] in
             let rows = try await client.query(
                 """
                 SELECT \(unescaped: Self.messageColumns) FROM messages m
@@ -216,7 +221,7 @@ public final class PostgresStore: MessageStore, GroupStore, ReceiptStore, Sendab
     }
 
     public func lastMessageID() async throws -> UInt64? {
-        try await access {
+        try await access { [self] in
             let rows = try await client.query("SELECT max(id) FROM messages", logger: logger)
             for try await id in rows.decode(Int64?.self) { return id.map { UInt64(bitPattern: $0) } }
             return nil
@@ -224,7 +229,7 @@ public final class PostgresStore: MessageStore, GroupStore, ReceiptStore, Sendab
     }
 
     public func statistics() async throws -> StoreStatistics {
-        try await access {
+        try await access { [self] in
             let rows = try await client.query(
                 """
                 SELECT coalesce(sum(messages), 0)::bigint, coalesce(sum(inbox_entries), 0)::bigint, pg_database_size(current_database())
@@ -299,12 +304,38 @@ public final class PostgresStore: MessageStore, GroupStore, ReceiptStore, Sendab
 
     /// Runs one access if the store is open, mapping PostgreSQL's failures to the gateway's
     /// errors (see `storeError`).
-    func access<T: Sendable>(_ operation: () async throws -> T) async throws -> T {
+    ///
+    /// An access that gets no answer within `configuration.requestTimeout` (PostgreSQL
+    /// unreachable: the pool would otherwise keep the request waiting while it retries to
+    /// connect) is cancelled and fails with `unavailable`. A commit cut short that way may still
+    /// have committed; the client's resend is then answered by dedupe.
+    func access<T: Sendable>(timeout: Duration? = nil, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
         if closed.withLock({ $0 }) { throw GatewayError.unavailable("the store is closed") }
         do {
-            return try await operation()
+            return try await Self.withTimeout(timeout ?? configuration.requestTimeout, operation)
         } catch {
             throw Self.storeError(error)
+        }
+    }
+
+    private enum Race<T: Sendable>: Sendable {
+        case done(T)
+        case timedOut
+    }
+
+    /// `operation`'s result, or `unavailable` once `timeout` passed (the operation is cancelled).
+    static func withTimeout<T: Sendable>(_ timeout: Duration, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: Race<T>.self) { group in
+            group.addTask { .done(try await operation()) }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return .timedOut
+            }
+            defer { group.cancelAll() }
+            guard case .done(let value)? = try await group.next() else {
+                throw GatewayError.unavailable("store unavailable: PostgreSQL did not answer within \(timeout)")
+            }
+            return value
         }
     }
 

@@ -20,6 +20,8 @@ public struct PostgresStoreConfiguration: Sendable {
     public var durability: StoreSettings.Durability
     /// How long opening a connection may take before the store answers `unavailable`.
     public var connectTimeout: Duration = .seconds(5)
+    /// How long one store operation may wait for PostgreSQL before it fails with `unavailable`.
+    public var requestTimeout: Duration = .seconds(5)
 
     public enum TLSMode: String, Sendable { case disable, prefer, require }
 

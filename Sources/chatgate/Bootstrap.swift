@@ -14,23 +14,33 @@ struct Bootstrap {
     let application: GatewayApplication
     let store: any MessageStore & GroupStore & ReceiptStore
     let faults: StoreFaults
+    /// This node's lease in PostgreSQL (store kind `postgres`), renewed by a service.
+    let lease: NodeLease?
 
     /// - Parameter configPath: the file `configuration` came from; a reload (SIGHUP,
     ///   `POST /admin/reload`) re-reads it. Without one there is nothing to reload.
     static func make(
-        configuration: GatewayConfiguration, configPath: String? = nil, clock: any GatewayClock = SystemClock(), logger: Logger
+        configuration given: GatewayConfiguration, configPath: String? = nil, clock: any GatewayClock = SystemClock(), logger: Logger
     ) async throws -> Bootstrap {
-        let store = try await openStore(configuration.store, logger: logger)
-        let stores = Stores(store)
+        let store = try await openStore(given.store, logger: logger)
         let hub = SessionHub(
-            maxSessionsPerUser: configuration.limits.maxSessionsPerUser, maxConnections: configuration.limits.maxConnections,
-            maxConnectionsPerIP: configuration.limits.maxConnectionsPerIP)
+            maxSessionsPerUser: given.limits.maxSessionsPerUser, maxConnections: given.limits.maxConnections,
+            maxConnectionsPerIP: given.limits.maxConnectionsPerIP)
+        let joined: (GatewayConfiguration, Stores, NodeLease?)
+        do {
+            joined = try await joinCluster(store: store, configuration: given, hub: hub, clock: clock, logger: logger)
+        } catch {
+            try? await store.close()
+            throw error
+        }
+        let (configuration, stores, lease) = joined
         let pipeline: Pipeline
         do {
             pipeline = try Pipeline.build(
                 configuration.pipeline, registry: try BuiltInStages.registry(), logger: logger, clock: clock, stores: stores, presence: hub,
                 node: configuration.node)
         } catch {
+            try? await lease?.release()
             try? await store.close()
             throw error
         }
@@ -47,12 +57,29 @@ struct Bootstrap {
         }
         // The application runs the pipeline's services itself, so a reload can replace them.
         let application = GatewayApplication(configuration: configuration, gateway: gateway, logger: logger, reloadPipeline: reload)
-        return Bootstrap(configuration: configuration, application: application, store: store, faults: faults)
+        return Bootstrap(configuration: configuration, application: application, store: store, faults: faults, lease: lease)
+    }
+
+    /// On PostgreSQL, registers the node and leases its worker id (`node.worker_id`, or the
+    /// lowest free one for `auto`), and guards sends by the lease; on SQLite, nothing changes.
+    static func joinCluster(
+        store: any MessageStore & GroupStore & ReceiptStore, configuration: GatewayConfiguration, hub: SessionHub, clock: any GatewayClock,
+        logger: Logger
+    ) async throws -> (GatewayConfiguration, Stores, NodeLease?) {
+        guard let postgres = store as? PostgresStore else { return (configuration, Stores(store), nil) }
+        var configuration = configuration
+        let lease = try await ClusterMembership.join(postgres, configuration: configuration, hub: hub, clock: clock, logger: logger)
+        configuration.node.workerID = lease.workerID ?? configuration.node.workerID
+        return (configuration, Stores(messages: LeaseGuardedMessageStore(store: store, lease: lease), groups: store, receipts: store), lease)
     }
 
     /// - Parameter reloadSignal: a signal that reloads the pipeline (`serve` uses SIGHUP).
     func serviceGroup(logger: Logger, signals: [UnixSignal] = [.sigterm, .sigint], reloadSignal: UnixSignal? = nil) throws -> ServiceGroup {
         var services = try application.services()
+        if let lease {
+            // First in the list, so it stops last: it keeps renewing while the others drain.
+            services.insert(.init(service: lease), at: 0)
+        }
         if let reloadSignal {
             services.append(.init(service: HangupReloader(signal: reloadSignal, application: application, logger: logger), successTerminationBehavior: .ignore))
         }

@@ -72,7 +72,8 @@ struct PostgresStoreTests {
             for try await batch in group { all += batch }
             return all
         }
-        #expect(outcomes.compactMap(\.storedSeqs).count == (0..<60).reduce(0) { $0 + $1 % 5 + 1 } + 1)
+        let sentMessages: Int = (0..<60).map { $0 % 5 + 1 }.reduce(0, +)
+        #expect(outcomes.compactMap(\.storedSeqs).count == sentMessages + 1)
         #expect(outcomes.filter { $0.duplicate != nil }.count == 59)
         var seqsByUser: [String: [Int64]] = [:]
         for seqs in outcomes.compactMap(\.storedSeqs) {
@@ -97,10 +98,13 @@ struct PostgresStoreTests {
         let port = try PostgresTestServer.freePort()
         var configuration = try PostgresStoreConfiguration(url: "postgres://postgres@127.0.0.1:\(port)/none?sslmode=disable")
         configuration.connectTimeout = .seconds(1)
+        configuration.requestTimeout = .seconds(1)
+        let started = ContinuousClock.now
         let error = await #expect(throws: GatewayError.self) {
             _ = try await PostgresStore.open(configuration, logger: Logger(label: "test.store"))
         }
         #expect(error?.code == .unavailable)
+        #expect(ContinuousClock.now - started < .seconds(10))
     }
 
     @Test func urlsAreParsed() throws {
@@ -123,5 +127,41 @@ struct PostgresStoreTests {
         for try await setting in rows.decode(String.self) { value = setting }
         #expect(value == expected)
         try await store.close()
+    }
+}
+
+/// PostgreSQL stopped and started again under the store: `unavailable` while it is down
+/// (within the request timeout), nothing committed is lost, and the pool reconnects by itself.
+@Suite("PostgresStore across a server restart")
+struct PostgresRestartTests {
+    @Test func aRestartedServerIsUnavailableThenRecoversWithEverythingCommitted() async throws {
+        guard let server = try PostgresTestServer.makePrivate() else {
+            try Test.cancel(Comment(rawValue: PostgresTestServer.unavailableReason))
+        }
+        var configuration = try PostgresStoreConfiguration(url: try server.createDatabase(), poolSize: 2)
+        configuration.requestTimeout = .seconds(2)
+        configuration.connectTimeout = .seconds(1)
+        let store = try await PostgresStore.open(configuration, logger: Logger(label: "test.store"))
+        _ = try await store.commit([direct(1, from: "alice", to: "bob")])
+
+        try server.stop()
+        let refused = await #expect(throws: GatewayError.self) { _ = try await store.commit([direct(2, from: "alice", to: "bob")]) }
+        #expect(refused?.code == .unavailable)
+
+        try server.start()
+        // The pool reconnects on the next demand; the first attempts may still see the old
+        // connections die.
+        var outcome: [CommitOutcome]?
+        for _ in 0..<20 where outcome == nil {
+            outcome = try? await store.commit([direct(3, from: "alice", to: "bob")])
+        }
+        let seqs = try #require(outcome?.first?.storedSeqs)
+        #expect(seqs.map(\.user) == ["alice", "bob"])
+        let ids = try await store.allEntries(of: "bob").map(\.message.id)
+        #expect(ids.first == 1, "the message committed before the restart is there")
+        #expect(ids.last == 3)
+        #expect(try await store.inboxHead(user: "bob") == Int64(ids.count))
+        try await store.close()
+        try server.stop()
     }
 }

@@ -49,10 +49,17 @@ public struct NodeSettings: Codable, Sendable {
     public var id: String = "node-1"
     /// Snowflake worker id, 0...1023, unique per node. Default 1.
     public var workerID: Int = 1
+    /// `worker_id: auto` (PostgreSQL store only): the node leases the lowest free worker id at
+    /// start, and `workerID` is set to it then.
+    public var workerIDAuto = false
+    /// How long a node's lease in PostgreSQL lasts without renewal (renewed every third of it).
+    /// Default 10000.
+    public var leaseMs: Int = 10_000
 
     enum CodingKeys: String, CodingKey {
         case id
         case workerID = "worker_id"
+        case leaseMs = "lease_ms"
     }
 
     public init(id: String = "node-1", workerID: Int = 1) {
@@ -64,8 +71,14 @@ public struct NodeSettings: Codable, Sendable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         id = try c.decodeIfPresent(String.self, forKey: .id) ?? "node-1"
         try require(Address.isValidID(id), c, .id, "must be 1 to 64 characters of [A-Za-z0-9_.@-]")
-        workerID = try c.decodeIfPresent(Int.self, forKey: .workerID) ?? 1
-        try require((0...1023).contains(workerID), c, .workerID, "must be 0...1023 (was \(workerID))")
+        if (try? c.decodeIfPresent(String.self, forKey: .workerID)) == "auto" {
+            workerIDAuto = true
+        } else {
+            workerID = try c.decodeIfPresent(Int.self, forKey: .workerID) ?? 1
+            try require((0...1023).contains(workerID), c, .workerID, "must be 0...1023 or auto (was \(workerID))")
+        }
+        leaseMs = try c.decodeIfPresent(Int.self, forKey: .leaseMs) ?? 10_000
+        try require((1000...600_000).contains(leaseMs), c, .leaseMs, "must be 1000...600000 (was \(leaseMs))")
     }
 }
 
