@@ -345,6 +345,13 @@ public final class PostgresStore: MessageStore, GroupStore, ReceiptStore, Sendab
     /// reaches the client as `internal`.
     static func storeError(_ error: any Error) -> any Error {
         if error is GatewayError { return error }
+        if let transaction = error as? PostgresTransactionError {
+            // The closure's own error (a `conflict`, `not_found`) is the answer; otherwise the
+            // first failure of BEGIN, COMMIT or ROLLBACK.
+            if let inner = transaction.closureError ?? transaction.beginError ?? transaction.commitError ?? transaction.rollbackError {
+                return storeError(inner)
+            }
+        }
         guard let error = error as? PSQLError else {
             // The pool's own failures (no connection could be opened, the pool shut down).
             return GatewayError.unavailable("store unavailable: \(String(describing: error).prefix(200))")
