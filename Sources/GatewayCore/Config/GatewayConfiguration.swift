@@ -75,7 +75,7 @@ public struct NodeSettings: Codable, Sendable {
             workerIDAuto = true
         } else {
             workerID = try c.decodeIfPresent(Int.self, forKey: .workerID) ?? 1
-            try require((0...1023).contains(workerID), c, .workerID, "must be 0...1023 or auto (was \(workerID))")
+            try require((0...1023).contains(workerID), c, .workerID, "must be 0...1023 (was \(workerID))")
         }
         leaseMs = try c.decodeIfPresent(Int.self, forKey: .leaseMs) ?? 10_000
         try require((1000...600_000).contains(leaseMs), c, .leaseMs, "must be 1000...600000 (was \(leaseMs))")
