@@ -31,6 +31,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // MARK: Core and backends
@@ -59,6 +60,17 @@ let package = Package(
                 "GatewayCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "PostgresStore",
+            dependencies: [
+                "GatewayCore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -172,7 +184,7 @@ let package = Package(
         .executableTarget(
             name: "chatgate",
             dependencies: [
-                "GatewayCore", "GatewayConfig", "GatewayServer", "SQLiteStore", "GatewayBench", "ChatClient",
+                "GatewayCore", "GatewayConfig", "GatewayServer", "SQLiteStore", "PostgresStore", "GatewayBench", "ChatClient",
                 "StageAuth", "StageID", "StagePersist", "StageFanout", "StageRateLimit", "StageWebhook", "StageWordFilter",
                 "StagePush",
                 // new-stage: stage dependencies above this line
@@ -228,6 +240,11 @@ let package = Package(
         .testTarget(
             name: "SQLiteStoreTests",
             dependencies: ["SQLiteStore", "GatewayCore", "GatewayTesting"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PostgresStoreTests",
+            dependencies: ["PostgresStore", "SQLiteStore", "GatewayCore", "GatewayTesting", .product(name: "PostgresNIO", package: "postgres-nio")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

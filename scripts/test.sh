@@ -10,6 +10,7 @@ scripts/setup.sh
 scripts/setup-browser.sh
 scripts/setup-push.sh
 scripts/setup-clients.sh
+scripts/setup-postgres.sh && export CHATGATE_REQUIRE_POSTGRES=1
 swift build --build-tests
 swift test --skip-build "$@"
 if (($# == 0)); then

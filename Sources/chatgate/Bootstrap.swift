@@ -2,6 +2,7 @@ import GatewayConfig
 import GatewayCore
 import GatewayServer
 import Logging
+import PostgresStore
 import SQLiteStore
 import ServiceLifecycle
 import UnixSignals
@@ -11,25 +12,38 @@ import UnixSignals
 struct Bootstrap {
     let configuration: GatewayConfiguration
     let application: GatewayApplication
-    let store: EmbeddedStore
+    let store: any MessageStore & GroupStore & ReceiptStore
     let faults: StoreFaults
+    /// This node's lease in PostgreSQL (store kind `postgres`), renewed by a service.
+    let lease: NodeLease?
 
     /// - Parameter configPath: the file `configuration` came from; a reload (SIGHUP,
     ///   `POST /admin/reload`) re-reads it. Without one there is nothing to reload.
     static func make(
-        configuration: GatewayConfiguration, configPath: String? = nil, clock: any GatewayClock = SystemClock(), logger: Logger
-    ) throws -> Bootstrap {
-        guard configuration.store.kind == .sqlite else {
-            throw BootstrapError("store.kind 'postgres' is not available in this build yet; use 'sqlite'")
-        }
-        let store = try EmbeddedStore(path: configuration.store.path, durability: configuration.store.durability, logger: logger)
-        let stores = Stores(store)
+        configuration given: GatewayConfiguration, configPath: String? = nil, clock: any GatewayClock = SystemClock(), logger: Logger
+    ) async throws -> Bootstrap {
+        let store = try await openStore(given.store, logger: logger)
         let hub = SessionHub(
-            maxSessionsPerUser: configuration.limits.maxSessionsPerUser, maxConnections: configuration.limits.maxConnections,
-            maxConnectionsPerIP: configuration.limits.maxConnectionsPerIP)
-        let pipeline = try Pipeline.build(
-            configuration.pipeline, registry: try BuiltInStages.registry(), logger: logger, clock: clock, stores: stores, presence: hub,
-            node: configuration.node, exposure: ListenerExposure(host: configuration.listen.public.host))
+            maxSessionsPerUser: given.limits.maxSessionsPerUser, maxConnections: given.limits.maxConnections,
+            maxConnectionsPerIP: given.limits.maxConnectionsPerIP)
+        let joined: (GatewayConfiguration, Stores, NodeLease?)
+        do {
+            joined = try await joinCluster(store: store, configuration: given, hub: hub, clock: clock, logger: logger)
+        } catch {
+            try? await store.close()
+            throw error
+        }
+        let (configuration, stores, lease) = joined
+        let pipeline: Pipeline
+        do {
+            pipeline = try Pipeline.build(
+                configuration.pipeline, registry: try BuiltInStages.registry(), logger: logger, clock: clock, stores: stores, presence: hub,
+                node: configuration.node, exposure: ListenerExposure(host: configuration.listen.public.host))
+        } catch {
+            try? await lease?.release()
+            try? await store.close()
+            throw error
+        }
         let faults = StoreFaults()
         let gateway = Gateway(configuration: configuration, stores: stores, hub: hub, pipeline: pipeline, clock: clock, logger: logger, faults: faults)
         // A reload takes only the new `pipeline:`; the node, store and listeners keep what they started with.
@@ -45,16 +59,46 @@ struct Bootstrap {
         let application = GatewayApplication(
             configuration: configuration, gateway: gateway, logger: logger, reloadPipeline: reload,
             demoTokens: try DemoTokens.minter(configuration: configuration, clock: clock, logger: logger))
-        return Bootstrap(configuration: configuration, application: application, store: store, faults: faults)
+        return Bootstrap(configuration: configuration, application: application, store: store, faults: faults, lease: lease)
+    }
+
+    /// On PostgreSQL, registers the node and leases its worker id (`node.worker_id`, or the
+    /// lowest free one for `auto`), and guards sends by the lease; on SQLite, nothing changes.
+    static func joinCluster(
+        store: any MessageStore & GroupStore & ReceiptStore, configuration: GatewayConfiguration, hub: SessionHub, clock: any GatewayClock,
+        logger: Logger
+    ) async throws -> (GatewayConfiguration, Stores, NodeLease?) {
+        guard let postgres = store as? PostgresStore else { return (configuration, Stores(store), nil) }
+        var configuration = configuration
+        let lease = try await ClusterMembership.join(postgres, configuration: configuration, hub: hub, clock: clock, logger: logger)
+        configuration.node.workerID = lease.workerID ?? configuration.node.workerID
+        return (configuration, Stores(messages: LeaseGuardedMessageStore(store: store, lease: lease), groups: store, receipts: store), lease)
     }
 
     /// - Parameter reloadSignal: a signal that reloads the pipeline (`serve` uses SIGHUP).
     func serviceGroup(logger: Logger, signals: [UnixSignal] = [.sigterm, .sigint], reloadSignal: UnixSignal? = nil) throws -> ServiceGroup {
         var services = try application.services()
+        if let lease {
+            // First in the list, so it stops last: it keeps renewing while the others drain.
+            services.insert(.init(service: lease), at: 0)
+        }
         if let reloadSignal {
             services.append(.init(service: HangupReloader(signal: reloadSignal, application: application, logger: logger), successTerminationBehavior: .ignore))
         }
         return ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: signals, logger: logger))
+    }
+}
+
+/// The store `store.kind` names: the embedded SQLite file, or PostgreSQL (connected, its
+/// schema brought up to date; `unavailable` when it cannot be reached).
+func openStore(_ settings: StoreSettings, logger: Logger) async throws -> any MessageStore & GroupStore & ReceiptStore {
+    switch settings.kind {
+    case .sqlite:
+        return try EmbeddedStore(path: settings.path, durability: settings.durability, logger: logger)
+    case .postgres:
+        guard let url = settings.url?.value else { throw BootstrapError("store.url is required when store.kind is postgres") }
+        let configuration = try PostgresStoreConfiguration(url: url, poolSize: settings.poolSize, durability: settings.durability)
+        return try await PostgresStore.open(configuration, logger: logger)
     }
 }
 

@@ -45,7 +45,7 @@ struct Serve: AsyncParsableCommand {
         let logger = Logger(label: "chatgate")
         let bootstrap: Bootstrap
         do {
-            bootstrap = try Bootstrap.make(configuration: configuration, configPath: config, logger: logger)
+            bootstrap = try await Bootstrap.make(configuration: configuration, configPath: config, logger: logger)
         } catch {
             let text = error is ConfigError ? "\(error)" : "\(config): error: \(error)"
             FileHandle.standardError.write(Data((text + "\n").utf8))
@@ -83,7 +83,9 @@ struct CheckConfig: AsyncParsableCommand {
             throw ExitCode(1)
         }
         print("\(path): ok")
-        print("node \(configuration.node.id) (worker \(configuration.node.workerID)), store \(configuration.store.kind.rawValue) \(configuration.store.path) (\(configuration.store.durability.rawValue))")
+        let store = configuration.store
+        let where_ = store.kind == .postgres ? "(pool \(store.poolSize))" : store.path
+        print("node \(configuration.node.id) (worker \(configuration.node.workerID)), store \(store.kind.rawValue) \(where_) (\(store.durability.rawValue))")
         print("pipeline:")
         for (index, entry) in pipeline.entries.enumerated() {
             let on = entry.on.map(\.rawValue).sorted().joined(separator: ",")

@@ -5,8 +5,8 @@ import Testing
 
 @Suite("1:1 chat over WebSocket and long-poll")
 struct ChatTests {
-    @Test func websocketAndLongPollExchangeMessagesBothWays() async throws {
-        let gateway = try await TestGateway.start()
+    @Test(arguments: StoreBackend.allCases) func websocketAndLongPollExchangeMessagesBothWays(backend: StoreBackend) async throws {
+        let gateway = try await TestGateway.start(backend: backend)
         let (alice, aliceHello) = try await gateway.connect("alice")
         #expect(aliceHello["user"]?.stringValue == "alice")
         #expect(aliceHello["node"]?.stringValue == "test-node")
@@ -51,8 +51,8 @@ struct ChatTests {
         await gateway.stop()
     }
 
-    @Test func reconnectingDeviceSyncsExactlyTheMissingMessagesAndResendsAreIdempotent() async throws {
-        let gateway = try await TestGateway.start()
+    @Test(arguments: StoreBackend.allCases) func reconnectingDeviceSyncsExactlyTheMissingMessagesAndResendsAreIdempotent(backend: StoreBackend) async throws {
+        let gateway = try await TestGateway.start(backend: backend)
         let (alice, _) = try await gateway.connect("alice")
         var ids: [String] = []
         for n in 1...5 {
@@ -99,8 +99,8 @@ struct ChatTests {
         await gateway.stop()
     }
 
-    @Test func senderOtherDevicesGetTheMessageAndRestAPIWorks() async throws {
-        let gateway = try await TestGateway.start()
+    @Test(arguments: StoreBackend.allCases) func senderOtherDevicesGetTheMessageAndRestAPIWorks(backend: StoreBackend) async throws {
+        let gateway = try await TestGateway.start(backend: backend)
         let (phone, _) = try await gateway.connect("alice")
         let (laptop, _) = try await gateway.connect("alice")
         phone.send(sendFrame(to: .user("bob"), body: "from phone", id: "p1"))

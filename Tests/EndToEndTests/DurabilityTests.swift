@@ -10,14 +10,15 @@ import Testing
 struct DurabilityTests {
     static let secret = "durability-secret-0123456789-0123456789"
 
-    static func config(directory: URL) throws -> String {
+    static func config(directory: URL, backend: StoreBackend = .sqlite) throws -> String {
+        let storeLine = try backend.storeLine(directory: directory, durability: "full")
         let path = directory.appendingPathComponent("config.yaml").path
         let yaml = """
             node: { id: dur-node, worker_id: 3 }
             listen:
               public: { host: 127.0.0.1, port: 0 }
               admin: { host: 127.0.0.1, port: 0, token: admin-test-token }
-            store: { kind: sqlite, path: "\(directory.path)/chat.db", durability: full }
+            \(storeLine)
             pipeline:
               - stage: auth
                 settings: { hs256_secret: "\(secret)" }
@@ -99,11 +100,11 @@ struct DurabilityTests {
         }
     }
 
-    @Test func killNineMidStreamLosesNoAckedMessage() async throws {
+    @Test(arguments: StoreBackend.allCases) func killNineMidStreamLosesNoAckedMessage(backend: StoreBackend) async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("chatgate-dur-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let configPath = try Self.config(directory: directory)
+        let configPath = try Self.config(directory: directory, backend: backend)
         let users = ["u0", "u1", "u2", "u3"]
         var server = try await ChildGateway.start(configPath: configPath)
 

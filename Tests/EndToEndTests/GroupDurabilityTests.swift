@@ -12,7 +12,8 @@ struct GroupDurabilityTests {
     static let senders = Array(users.prefix(4))
     static let perSender = 50
 
-    static func config(directory: URL) throws -> String {
+    static func config(directory: URL, backend: StoreBackend = .sqlite) throws -> String {
+        let storeLine = try backend.storeLine(directory: directory, durability: "full")
         let path = directory.appendingPathComponent("config.yaml").path
         // Write fanout: the threshold stays above the group's 500 members.
         let yaml = """
@@ -20,7 +21,7 @@ struct GroupDurabilityTests {
             listen:
               public: { host: 127.0.0.1, port: 0 }
               admin: { host: 127.0.0.1, port: 0, token: admin-test-token }
-            store: { kind: sqlite, path: "\(directory.path)/chat.db", durability: full }
+            \(storeLine)
             limits: { max_group_members: \(groupSize) }
             pipeline:
               - stage: auth
@@ -89,11 +90,11 @@ struct GroupDurabilityTests {
         return count
     }
 
-    @Test func killNineMidFanoutToA500MemberGroupLeavesNoTornFanout() async throws {
+    @Test(arguments: StoreBackend.allCases) func killNineMidFanoutToA500MemberGroupLeavesNoTornFanout(backend: StoreBackend) async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("chatgate-groupdur-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let configPath = try Self.config(directory: directory)
+        let configPath = try Self.config(directory: directory, backend: backend)
         var server = try await ChildGateway.start(configPath: configPath)
 
         var create = HTTPClientRequest(url: "http://127.0.0.1:\(server.publicPort)/v1/groups")

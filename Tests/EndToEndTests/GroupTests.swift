@@ -93,9 +93,9 @@ struct GroupTests {
         return (reply["messages"]?.arrayValue ?? []).compactMap(\.objectValue)
     }
 
-    @Test(arguments: FanoutMode.allCases)
-    func everyDeviceOfEveryMemberConverges(mode: FanoutMode) async throws {
-        let gateway = try await TestGateway.start(pipeline: mode.pipeline)
+    @Test(arguments: FanoutMode.allCases, StoreBackend.allCases)
+    func everyDeviceOfEveryMemberConverges(mode: FanoutMode, backend: StoreBackend) async throws {
+        let gateway = try await TestGateway.start(pipeline: mode.pipeline, backend: backend)
         try await Self.createGroup(gateway, id: "g_team", owner: "u0", members: Self.members)
         var websockets: [String: WebSocketStream] = [:]
         var longPolls: [String: LongPollClient] = [:]
@@ -197,9 +197,9 @@ struct GroupTests {
         await gateway.stop()
     }
 
-    @Test(arguments: FanoutMode.allCases)
-    func aDeviceOfflineDuring100MessagesSyncsThemAllOnReturn(mode: FanoutMode) async throws {
-        let gateway = try await TestGateway.start(pipeline: mode.pipeline)
+    @Test(arguments: FanoutMode.allCases, StoreBackend.allCases)
+    func aDeviceOfflineDuring100MessagesSyncsThemAllOnReturn(mode: FanoutMode, backend: StoreBackend) async throws {
+        let gateway = try await TestGateway.start(pipeline: mode.pipeline, backend: backend)
         try await Self.createGroup(gateway, id: "g_team", owner: "u0", members: Self.members)
         let (u0, _) = try await gateway.connect("u0")
         var (u3, hello) = try await gateway.connect("u3")
@@ -242,9 +242,9 @@ struct GroupTests {
 
     // MARK: Membership
 
-    @Test(arguments: FanoutMode.allCases)
-    func onlyMembersTakePartAndOnlyTheOwnerChangesMembers(mode: FanoutMode) async throws {
-        let gateway = try await TestGateway.start(pipeline: mode.pipeline)
+    @Test(arguments: FanoutMode.allCases, StoreBackend.allCases)
+    func onlyMembersTakePartAndOnlyTheOwnerChangesMembers(mode: FanoutMode, backend: StoreBackend) async throws {
+        let gateway = try await TestGateway.start(pipeline: mode.pipeline, backend: backend)
         try await Self.createGroup(gateway, id: "g_team", owner: "u0", members: Self.members)
         let outsider = try await gateway.token("eve")
         let member = try await gateway.token("u1")

@@ -188,19 +188,19 @@ struct SecureDefaultTests {
         return try ConfigLoader.load(text: yaml, file: "secure.yaml", environment: [:])
     }
 
-    @Test func thePublishedSecretIsRefusedOffLoopback() throws {
+    @Test func thePublishedSecretIsRefusedOffLoopback() async throws {
         let configuration = try Self.configuration(publicHost: "0.0.0.0", secret: "dev-only-secret-change-me-0123456789")
-        #expect {
-            _ = try Bootstrap.make(configuration: configuration, logger: .init(label: "test"))
+        await #expect {
+            _ = try await Bootstrap.make(configuration: configuration, logger: .init(label: "test"))
         } throws: { error in
             "\(error)".contains("published development secret") && "\(error)".contains("JWT_SECRET")
         }
     }
 
-    @Test func thePublishedSecretIsAcceptedOnLoopbackAndAnOwnSecretAnywhere() throws {
-        _ = try Bootstrap.make(
+    @Test func thePublishedSecretIsAcceptedOnLoopbackAndAnOwnSecretAnywhere() async throws {
+        _ = try await Bootstrap.make(
             configuration: try Self.configuration(publicHost: "127.0.0.1", secret: "dev-only-secret-change-me-0123456789"), logger: .init(label: "test"))
-        _ = try Bootstrap.make(
+        _ = try await Bootstrap.make(
             configuration: try Self.configuration(publicHost: "0.0.0.0", secret: "an-own-secret-of-at-least-32-bytes-xyz"), logger: .init(label: "test"))
     }
 

@@ -30,14 +30,18 @@ final class TestGateway: Sendable {
 
     /// Boots a gateway; `extra` is YAML appended at the top level (it may replace sections),
     /// `pipeline` replaces the default pipeline list.
-    static func start(extra: String = "", pipeline: String? = nil, clock: any GatewayClock = SystemClock(), directory: URL? = nil) async throws -> TestGateway {
+    /// `backend` picks the store when `extra` has no `store:` section.
+    static func start(
+        extra: String = "", pipeline: String? = nil, clock: any GatewayClock = SystemClock(), directory: URL? = nil, backend: StoreBackend = .sqlite
+    ) async throws -> TestGateway {
         let directory = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("chatgate-e2e-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let extra = backend == .sqlite || extra.contains("store:") ? extra : try backend.storeLine(directory: directory) + "\n" + extra
         let yaml = Self.yaml(directory: directory, extra: extra, pipeline: pipeline)
         let configuration = try ConfigLoader.load(text: yaml, file: "test.yaml", environment: [:])
         var logger = Logger(label: "e2e")
         logger.logLevel = ProcessInfo.processInfo.environment["E2E_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .critical
-        let bootstrap = try Bootstrap.make(configuration: configuration, clock: clock, logger: logger)
+        let bootstrap = try await Bootstrap.make(configuration: configuration, clock: clock, logger: logger)
         let group = try bootstrap.serviceGroup(logger: logger, signals: [])
         let runner = Task { try await group.run() }
         let ports = await bootstrap.application.listeningPorts()
@@ -222,7 +226,7 @@ extension TestGateway {
         var fallback = Logger(label: "e2e")
         fallback.logLevel = ProcessInfo.processInfo.environment["E2E_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .critical
         let logger = logger ?? fallback
-        let bootstrap = try Bootstrap.make(configuration: configuration, configPath: path, clock: clock, logger: logger)
+        let bootstrap = try await Bootstrap.make(configuration: configuration, configPath: path, clock: clock, logger: logger)
         let group = try bootstrap.serviceGroup(logger: logger, signals: [])
         let runner = Task { try await group.run() }
         let ports = await bootstrap.application.listeningPorts()

@@ -53,10 +53,17 @@ public struct NodeSettings: Codable, Sendable {
     public var id: String = "node-1"
     /// Snowflake worker id, 0...1023, unique per node. Default 1.
     public var workerID: Int = 1
+    /// `worker_id: auto` (PostgreSQL store only): the node leases the lowest free worker id at
+    /// start, and `workerID` is set to it then.
+    public var workerIDAuto = false
+    /// How long a node's lease in PostgreSQL lasts without renewal (renewed every third of it).
+    /// Default 10000.
+    public var leaseMs: Int = 10_000
 
     enum CodingKeys: String, CodingKey {
         case id
         case workerID = "worker_id"
+        case leaseMs = "lease_ms"
     }
 
     public init(id: String = "node-1", workerID: Int = 1) {
@@ -68,8 +75,14 @@ public struct NodeSettings: Codable, Sendable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         id = try c.decodeIfPresent(String.self, forKey: .id) ?? "node-1"
         try require(Address.isValidID(id), c, .id, "must be 1 to 64 characters of [A-Za-z0-9_.@-]")
-        workerID = try c.decodeIfPresent(Int.self, forKey: .workerID) ?? 1
-        try require((0...1023).contains(workerID), c, .workerID, "must be 0...1023 (was \(workerID))")
+        if (try? c.decodeIfPresent(String.self, forKey: .workerID)) == "auto" {
+            workerIDAuto = true
+        } else {
+            workerID = try c.decodeIfPresent(Int.self, forKey: .workerID) ?? 1
+            try require((0...1023).contains(workerID), c, .workerID, "must be 0...1023 (was \(workerID))")
+        }
+        leaseMs = try c.decodeIfPresent(Int.self, forKey: .leaseMs) ?? 10_000
+        try require((1000...600_000).contains(leaseMs), c, .leaseMs, "must be 1000...600000 (was \(leaseMs))")
     }
 }
 
@@ -250,8 +263,13 @@ public struct StoreSettings: Decodable, Sendable {
     /// PostgreSQL URL (kind `postgres`).
     public var url: Secret?
     public var durability: Durability = .full
+    /// Most connections to PostgreSQL (kind `postgres`). Default 16.
+    public var poolSize: Int = 16
 
-    enum CodingKeys: String, CodingKey { case kind, path, url, durability }
+    enum CodingKeys: String, CodingKey {
+        case kind, path, url, durability
+        case poolSize = "pool_size"
+    }
 
     public init() {}
 
@@ -262,6 +280,8 @@ public struct StoreSettings: Decodable, Sendable {
         url = try c.decodeIfPresent(Secret.self, forKey: .url)
         durability = try c.decodeIfPresent(Durability.self, forKey: .durability) ?? .full
         try require(kind != .postgres || url != nil, c, .url, "required when kind is postgres")
+        poolSize = try c.decodeIfPresent(Int.self, forKey: .poolSize) ?? 16
+        try require((1...1000).contains(poolSize), c, .poolSize, "must be 1...1000 (was \(poolSize))")
     }
 }
 
