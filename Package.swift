@@ -99,6 +99,24 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: Media (docs/MEDIA.md): zstd and libvips from Debian, blobs on disk or in S3
+        .systemLibrary(name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CVips", path: "Sources/CVips", pkgConfig: "vips", providers: [.apt(["libvips-dev"])]),
+        .target(
+            name: "MediaStore",
+            dependencies: [
+                "GatewayCore", "CZstd", "CVips",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Stages (one module each, under Plugins/; these are regular targets, not SwiftPM plugins)
         .target(
             name: "StageAuth",
@@ -125,6 +143,7 @@ let package = Package(
         ),
         // Custom stages (docs/STAGES.md): kinds with a dotted owner prefix.
         .target(name: "StageWordFilter", dependencies: ["GatewayCore"], path: "Plugins/StageWordFilter", swiftSettings: swiftSettings),
+        .target(name: "StageMedia", dependencies: ["GatewayCore"], path: "Plugins/StageMedia", swiftSettings: swiftSettings),
         // new-stage: stage targets above this line
 
         // MARK: Benchmark (`chatgate bench`)
@@ -148,6 +167,7 @@ let package = Package(
             dependencies: [
                 "GatewayCore", "GatewayConfig", "GatewayServer", "SQLiteStore", "GatewayBench",
                 "StageAuth", "StageID", "StagePersist", "StageFanout", "StageRateLimit", "StageWebhook", "StageWordFilter",
+                "MediaStore", "StageMedia",
                 // new-stage: stage dependencies above this line
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -174,7 +194,7 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "chatgate", "ChatClient", "GatewayCore", "GatewayConfig", "GatewayServer", "GatewayTesting", "StageAuth",
+                "chatgate", "ChatClient", "GatewayCore", "GatewayConfig", "GatewayServer", "GatewayTesting", "StageAuth", "MediaStore",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -229,6 +249,16 @@ let package = Package(
         .testTarget(
             name: "StageWordFilterTests",
             dependencies: ["StageWordFilter", "GatewayCore", "GatewayTesting"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MediaStoreTests",
+            dependencies: [
+                "MediaStore", "GatewayCore", "GatewayTesting", "CZstd",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         // new-stage: test targets above this line

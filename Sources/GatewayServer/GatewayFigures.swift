@@ -4,7 +4,7 @@ import GatewayCore
 ///
 /// Read once per request from the lock-free counters, the session hub and the store, so the
 /// JSON stats and the Prometheus exposition never disagree on where a figure comes from.
-/// Features that are not built yet (push, media) read 0 here and nowhere else.
+/// Features that are not built yet (push) read 0 here and nowhere else.
 struct GatewayFigures: Sendable {
     struct StageFigures: Sendable {
         var name: String
@@ -53,7 +53,7 @@ struct GatewayFigures: Sendable {
                 latency: entry.stats.latency.snapshot())
         }
         let s = gateway.stats
-        return GatewayFigures(
+        var figures = GatewayFigures(
             uptimeSeconds: max(0, (gateway.clock.nowMillis() - s.startedAt) / 1000),
             websocketConnections: gateway.hub.count(of: .websocket),
             longpollConnections: gateway.hub.count(of: .longpoll),
@@ -68,6 +68,12 @@ struct GatewayFigures: Sendable {
             stages: stages,
             store: store,
             reloads: reloads)
+        if let media = try? await gateway.stores.media?.statistics() {
+            figures.mediaUploads = media.uploads
+            figures.mediaBytesIn = Int(media.bytesIn)
+            figures.mediaBytesStored = Int(media.bytesStored)
+        }
+        return figures
     }
 
     /// The `/admin/stats` body (PROTOCOL.md section 7).

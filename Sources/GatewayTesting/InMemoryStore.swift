@@ -22,6 +22,8 @@ public final class InMemoryStore: MessageStore, GroupStore, ReceiptStore, Sendab
 
     /// Guards every table.
     private let state = Mutex(State())
+    /// Media records (the `MediaMetadataStore` conformance, InMemoryMediaMetadata.swift).
+    let mediaMetadata = InMemoryMediaMetadata()
 
     public init() {}
 

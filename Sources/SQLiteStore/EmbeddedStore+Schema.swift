@@ -101,6 +101,7 @@ extension EmbeddedStore {
                 INSERT INTO read_fanout_cursors(user, group_id, last_id) SELECT user, group_id, 0 FROM group_members;
                 """)
         }
+        registerMediaMigration(&migrator)
         return migrator
     }
 }

@@ -23,7 +23,8 @@ struct Bootstrap {
             throw BootstrapError("store.kind 'postgres' is not available in this build yet; use 'sqlite'")
         }
         let store = try EmbeddedStore(path: configuration.store.path, durability: configuration.store.durability, logger: logger)
-        let stores = Stores(store)
+        var stores = Stores(store)
+        stores.media = try MediaWiring.make(configuration.media, metadata: store, groups: store, clock: clock, logger: logger)
         let hub = SessionHub(
             maxSessionsPerUser: configuration.limits.maxSessionsPerUser, maxConnections: configuration.limits.maxConnections,
             maxConnectionsPerIP: configuration.limits.maxConnectionsPerIP)

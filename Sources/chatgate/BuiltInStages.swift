@@ -2,6 +2,7 @@ import GatewayCore
 import StageAuth
 import StageFanout
 import StageID
+import StageMedia
 import StagePersist
 import StageRateLimit
 import StageWebhook
@@ -14,6 +15,7 @@ enum BuiltInStages {
         WordFilterStage.factory,  // example.wordfilter
         FanoutStage.factory,  // fanout
         IDStage.factory,  // id
+        MediaStage.factory,  // media
         PersistStage.factory,  // persist
         RateLimitStage.factory,  // ratelimit
         WebhookStage.factory,  // webhook

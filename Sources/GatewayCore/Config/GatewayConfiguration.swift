@@ -11,10 +11,12 @@ public struct GatewayConfiguration: Decodable, Sendable {
     public var longpoll: LongPollSettings
     public var logging: LoggingSettings
     public var debug: DebugSettings
+    /// `media:` (docs/MEDIA.md).
+    public var media: MediaSettings
     public var pipeline: [PipelineEntry]
 
     enum CodingKeys: String, CodingKey {
-        case node, listen, tls, limits, store, presence, longpoll, logging, debug, pipeline
+        case node, listen, tls, limits, store, presence, longpoll, logging, debug, media, pipeline
     }
 
     public init(from decoder: any Decoder) throws {
@@ -28,6 +30,7 @@ public struct GatewayConfiguration: Decodable, Sendable {
         longpoll = try c.decodeIfPresent(LongPollSettings.self, forKey: .longpoll) ?? LongPollSettings()
         logging = try c.decodeIfPresent(LoggingSettings.self, forKey: .logging) ?? LoggingSettings()
         debug = try c.decodeIfPresent(DebugSettings.self, forKey: .debug) ?? DebugSettings()
+        media = try c.decodeIfPresent(MediaSettings.self, forKey: .media) ?? MediaSettings()
         pipeline = try c.decode([PipelineEntry].self, forKey: .pipeline)
         if pipeline.isEmpty {
             throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath + [CodingKeys.pipeline], debugDescription: "the pipeline needs at least one stage"))

@@ -99,6 +99,8 @@ public struct Stores: Sendable {
     public let messages: any MessageStore
     public let groups: any GroupStore
     public let receipts: any ReceiptStore
+    /// Media uploads and attachments (docs/MEDIA.md); nil when the gateway serves no media.
+    public var media: (any MediaLibrary)?
 
     public init(messages: any MessageStore, groups: any GroupStore, receipts: any ReceiptStore) {
         self.messages = messages
