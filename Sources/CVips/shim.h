@@ -22,6 +22,28 @@ static inline int cvips_jpegsave(VipsImage *in, void **buf, size_t *len, int qua
     return vips_jpegsave_buffer(in, buf, len, "Q", quality, "strip", TRUE, NULL);
 }
 
+/// A `width` x `height` RGB image with a diagonal gradient, encoded as `format` (".png",
+/// ".jpg", ".webp", ".gif"), for tests and the benchmark; free `*buf` with g_free.
+static inline int cvips_test_image(int width, int height, const char *format, void **buf, size_t *len) {
+    VipsImage *xyz = NULL, *sum = NULL, *scaled = NULL, *rgb = NULL, *out = NULL;
+    VipsImage *bands[3];
+    int rc = -1;
+    if (vips_xyz(&xyz, width, height, NULL)) goto done;
+    if (vips_bandmean(xyz, &sum, NULL)) goto done;
+    if (vips_linear1(sum, &scaled, 255.0 / (double)(width > height ? width : height), 0.0, "uchar", TRUE, NULL)) goto done;
+    bands[0] = scaled; bands[1] = scaled; bands[2] = scaled;
+    if (vips_bandjoin(bands, &rgb, 3, NULL)) goto done;
+    if (vips_copy(rgb, &out, "interpretation", VIPS_INTERPRETATION_sRGB, NULL)) goto done;
+    rc = vips_image_write_to_buffer(out, format, buf, len, NULL);
+done:
+    if (xyz) g_object_unref(xyz);
+    if (sum) g_object_unref(sum);
+    if (scaled) g_object_unref(scaled);
+    if (rgb) g_object_unref(rgb);
+    if (out) g_object_unref(out);
+    return rc;
+}
+
 static inline void cvips_unref(VipsImage *image) {
     g_object_unref(image);
 }

@@ -15,9 +15,9 @@ public struct FileBlobStore: BlobStore {
     /// Bytes per chunk read.
     static let chunk = 128 * 1024
 
+    /// Directories are created with the first blob.
     public init(directory: String) throws {
         self.directory = directory
-        try FileManager.default.createDirectory(atPath: directory + "/blobs", withIntermediateDirectories: true)
     }
 
     func path(_ key: String) -> String {

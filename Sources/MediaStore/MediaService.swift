@@ -40,7 +40,6 @@ public struct MediaService: MediaLibrary {
         self.thumbnailer = Thumbnailer(
             maxSide: settings.thumbnail.maxSide, maxPixels: settings.thumbnail.maxPixels, concurrency: settings.thumbnail.concurrency)
         self.temporaryDirectory = settings.dir + "/tmp"
-        try FileManager.default.createDirectory(atPath: temporaryDirectory, withIntermediateDirectories: true)
     }
 
     /// A new media id: `m` and 128 random bits in hex (the system's CSPRNG).
@@ -131,8 +130,10 @@ public struct MediaService: MediaLibrary {
         return record
     }
 
+    /// A new file name under `media.dir/tmp` (created with the first upload).
     func temporaryFile() -> String {
-        "\(temporaryDirectory)/\(Self.newID()).part"
+        try? FileManager.default.createDirectory(atPath: temporaryDirectory, withIntermediateDirectories: true)
+        return "\(temporaryDirectory)/\(Self.newID()).part"
     }
 
     struct Received {

@@ -95,6 +95,25 @@ public struct Thumbnailer: Sendable {
             thumbnailWidth: Int(vips_image_get_width(image)), thumbnailHeight: Int(vips_image_get_height(image)))
     }
 
+    /// A gradient image of `width` x `height` encoded as `format` (`.png`, `.jpg`, `.webp`,
+    /// `.gif`): fixtures for tests and the benchmark.
+    public static func syntheticImage(width: Int, height: Int, format: String) throws -> [UInt8] {
+        guard vipsReady else { throw GatewayError(.unavailable, "the image library failed to start") }
+        var buffer: UnsafeMutableRawPointer?
+        var length = 0
+        guard cvips_test_image(Int32(width), Int32(height), format, &buffer, &length) == 0, let buffer else {
+            throw GatewayError(.internal, "cannot make a test image: \(lastError())")
+        }
+        defer { g_free(buffer) }
+        return Array(UnsafeRawBufferPointer(start: buffer, count: length))
+    }
+
+    /// The pixel size in an image file's header (EXIF orientation applied), without decoding.
+    public static func headerSize(ofFile path: String) throws -> (width: Int, height: Int) {
+        guard vipsReady else { throw GatewayError(.unavailable, "the image library failed to start") }
+        return try dimensions(path: path)
+    }
+
     static func lastError() -> String {
         let text = vips_error_buffer().map { String(cString: $0) } ?? "unknown error"
         vips_error_clear()
