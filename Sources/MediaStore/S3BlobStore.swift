@@ -65,7 +65,7 @@ public struct S3BlobStore: BlobStore {
         let (host, path, base) = location(key)
         let payloadHash: String
         if let body {
-            payloadHash = body.withUnsafeReadableBytes { SigV4Signer.hex(SHA256.hash(bufferPointer: $0)) }
+            payloadHash = body.withUnsafeReadableBytes { SigV4Signer.hex(SHA256.hash(data: $0)) }
         } else {
             payloadHash = SigV4Signer.emptySHA256
         }

@@ -71,9 +71,9 @@ public struct SigV4Signer: Sendable {
     static func canonicalRequest(
         method: String, path: String, query: [(String, String)], headers: [(String, String)], payloadSHA256: String
     ) -> (String, String) {
-        let canonicalQuery = query.map { (encode($0.0), encode($0.1)) }
-            .sorted { $0.0 == $1.0 ? $0.1 < $1.1 : $0.0 < $1.0 }
-            .map { "\($0.0)=\($0.1)" }.joined(separator: "&")
+        let encoded: [(name: String, value: String)] = query.map { pair in (encode(pair.0), encode(pair.1)) }
+        let sorted = encoded.sorted { a, b in a.name == b.name ? a.value < b.value : a.name < b.name }
+        let canonicalQuery = sorted.map { pair in pair.name + "=" + pair.value }.joined(separator: "&")
         var grouped: [String: [String]] = [:]
         for (name, value) in headers {
             let trimmed = value.trimmingCharacters(in: .whitespaces).split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ")

@@ -51,7 +51,7 @@ public final class ZstdCompressor {
         input.withUnsafeReadableBytes { source in
             var inBuffer = ZSTD_inBuffer(src: source.baseAddress, size: source.count, pos: 0)
             while inBuffer.pos < inBuffer.size {
-                do { _ = try step(&inBuffer, &output, ZSTD_e_continue) } catch { failure = error; return }
+                do throws(ZstdError) { _ = try step(&inBuffer, &output, ZSTD_e_continue) } catch { failure = error; return }
             }
         }
         if let failure { throw failure }
@@ -116,7 +116,8 @@ public final class ZstdDecompressor {
             while true {
                 let before = inBuffer.pos
                 // One byte past the cap is enough to tell a bomb.
-                let room = min(chunk, maxSize - produced + 1)
+                let left = maxSize - produced
+                let room = left >= chunk ? chunk : left + 1
                 var written = 0
                 var result = 0
                 output.writeWithUnsafeMutableBytes(minimumWritableBytes: room) { target in
@@ -125,7 +126,7 @@ public final class ZstdDecompressor {
                     written = ZSTD_isError(result) != 0 ? 0 : outBuffer.pos
                     return written
                 }
-                do { pending = try ZstdError.check(result) } catch { failure = error; return }
+                do throws(ZstdError) { pending = try ZstdError.check(result) } catch { failure = error; return }
                 produced += written
                 if produced > maxSize { failure = ZstdError(kind: .tooLarge(limit: maxSize)); return }
                 let inputLeft = inBuffer.pos < inBuffer.size

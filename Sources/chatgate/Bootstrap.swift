@@ -23,8 +23,9 @@ struct Bootstrap {
             throw BootstrapError("store.kind 'postgres' is not available in this build yet; use 'sqlite'")
         }
         let store = try EmbeddedStore(path: configuration.store.path, durability: configuration.store.durability, logger: logger)
-        var stores = Stores(store)
-        stores.media = try MediaWiring.make(configuration.media, metadata: store, groups: store, clock: clock, logger: logger)
+        var withMedia = Stores(store)
+        withMedia.media = try MediaWiring.make(configuration.media, metadata: store, groups: store, clock: clock, logger: logger)
+        let stores = withMedia
         let hub = SessionHub(
             maxSessionsPerUser: configuration.limits.maxSessionsPerUser, maxConnections: configuration.limits.maxConnections,
             maxConnectionsPerIP: configuration.limits.maxConnectionsPerIP)

@@ -190,7 +190,7 @@ struct MediaTests {
             // Declares 100 MiB, sends 64 KiB, and waits for the answer: it comes although most of
             // the body never does.
             let head = "POST /v1/media HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(token)\r\nContent-Type: text/plain\r\nContent-Length: 104857600\r\n\r\n"
-            let answer = try await RawHTTP.exchange(port: gateway.port, bytes: Array(head.utf8) + [UInt8](repeating: 97, count: 65536))
+            let answer = try await RawHTTP.send(port: gateway.port, head + String(repeating: "a", count: 65536), timeout: 10)
             #expect(answer.hasPrefix("HTTP/1.1 413"), "\(answer.prefix(200))")
             #expect(answer.contains("too_large"))
         } catch {
@@ -223,61 +223,5 @@ struct MediaTests {
             throw error
         }
         await second.stop()
-    }
-}
-
-/// One HTTP/1.1 exchange over a plain socket: writes `bytes`, reads until the server closes or
-/// 64 KiB arrived or a complete small response is in.
-enum RawHTTP {
-    static func exchange(port: Int, bytes: [UInt8]) async throws -> String {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                do {
-                    continuation.resume(returning: try blockingExchange(port: port, bytes: bytes))
-                } catch {
-                    continuation.resume(throwing: error)
-                }
-            }
-        }
-    }
-
-    struct SocketError: Error { let step: String }
-
-    static func blockingExchange(port: Int, bytes: [UInt8]) throws -> String {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw SocketError(step: "socket") }
-        defer { close(fd) }
-        var timeout = timeval(tv_sec: 10, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { throw SocketError(step: "connect") }
-        var sent = 0
-        while sent < bytes.count {
-            let n = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if n <= 0 { break }  // the server may close once it has answered
-            sent += n
-        }
-        var received: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while received.count < 65536 {
-            let n = recv(fd, &buffer, buffer.count, 0)
-            if n <= 0 { break }
-            received += buffer[0..<n]
-            let text = String(decoding: received, as: UTF8.self)
-            if let end = text.range(of: "\r\n\r\n"), let length = text[..<end.lowerBound].split(separator: "\r\n")
-                .first(where: { $0.lowercased().hasPrefix("content-length:") })
-                .flatMap({ Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) }),
-                received.count - text.utf8.distance(from: text.utf8.startIndex, to: end.upperBound) >= length
-            {
-                break
-            }
-        }
-        return String(decoding: received, as: UTF8.self)
     }
 }
