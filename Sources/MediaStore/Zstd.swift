@@ -129,9 +129,14 @@ public final class ZstdDecompressor {
                 do throws(ZstdError) { pending = try ZstdError.check(result) } catch { failure = error; return }
                 produced += written
                 if produced > maxSize { failure = ZstdError(kind: .tooLarge(limit: maxSize)); return }
-                let inputLeft = inBuffer.pos < inBuffer.size
-                if !inputLeft && written < room { return }
-                if written == 0 && inBuffer.pos == before { return }
+                let progressed = written > 0 || inBuffer.pos != before
+                if inBuffer.pos < inBuffer.size {
+                    if !progressed { return }
+                    continue
+                }
+                // All input taken: done when the frame is complete and flushed (0; another call
+                // would start a new frame) or the decoder no longer moves (it wants more input).
+                if pending == 0 || !progressed { return }
             }
         }
         if let failure { throw failure }

@@ -203,7 +203,8 @@ struct MediaServiceTests {
         try await MediaHarness.with(.fs) { h in
             let png = try Thumbnailer.syntheticImage(width: 64, height: 64, format: ".png")
             let record = try await h.upload(png, type: "image/png", user: "alice")
-            let thumb = try #require(try await h.service.record(try #require(record.thumbnailID)))
+            let thumbID = try #require(record.thumbnailID)
+            let thumb = try #require(try await h.service.record(thumbID))
             try await h.service.authorize(record, user: "alice")
             await #expect(throws: GatewayError.self) { try await h.service.authorize(record, user: "bob") }
             try await h.service.recordSent([record.id], conversation: Address.user("bob").conversationKey(sender: "alice"))
@@ -277,8 +278,9 @@ struct MediaServiceTests {
                 #expect(error.code == .tooLarge)
                 #expect(error.message.contains("20000 x 20000"))
             }
-            // Decoding would take 400 MB (8-bit gray) at least.
-            #expect(peakRSS() - before < 100 << 20)
+            // Decoding would take 400 MB (8-bit gray) at least; the margin is for the tests
+            // running concurrently in this process.
+            #expect(peakRSS() - before < 300 << 20)
             #expect(try await h.service.statistics().uploads == 0)
         }
     }
