@@ -150,8 +150,10 @@ let package = Package(
         .target(
             name: "GatewayBench",
             dependencies: [
-                "GatewayCore", "StageAuth",
+                "GatewayCore", "StageAuth", "MediaStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

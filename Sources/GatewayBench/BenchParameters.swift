@@ -14,6 +14,8 @@ public enum BenchScenario: String, CaseIterable, Sendable {
     case storm
     /// `relay` against the store's strictest durability and against the relaxed one.
     case durable
+    /// The media store in process: upload/download MiB/s, compression, thumbnails/s (MediaBench.swift).
+    case media
 }
 
 /// Everything a bench run needs, validated before anything starts.
@@ -93,6 +95,7 @@ public struct BenchParameters: Sendable, Equatable {
         case .fanout: ["--groups", "--group-size", "--window", "--rate", "--body-bytes", "--fanout-on-read"]
         case .idle: ["--connections"]
         case .storm: ["--connections", "--rate", "--body-bytes"]
+        case .media: ["--runs"]
         }
     }
 

@@ -129,6 +129,8 @@ public struct BenchRunner: Sendable {
             config["body_bytes"] = .int(p.bodyBytes)
         case .idle:
             config["connections"] = .int(scenarios.idleConnections().0)
+        case .media:
+            break
         case .storm:
             config["connections"] = .int(scenarios.idleConnections().0 / 2 * 2)
             config["rate"] = BenchReport.number(p.effectiveRate ?? 0)

@@ -25,6 +25,7 @@ struct Scenarios: Sendable {
         case .fanout: try await fanout(server)
         case .idle: try await idle(server)
         case .storm: try await storm(server)
+        case .media: throw BenchError("the media scenario runs in process (MediaBench), not against a server")
         }
     }
 
