@@ -40,6 +40,7 @@ public struct MediaService: MediaLibrary {
         self.thumbnailer = Thumbnailer(
             maxSide: settings.thumbnail.maxSide, maxPixels: settings.thumbnail.maxPixels, concurrency: settings.thumbnail.concurrency)
         self.temporaryDirectory = settings.dir + "/tmp"
+        Self.removeStaleTemporaryFiles(in: temporaryDirectory, olderThan: 3600)
     }
 
     /// A new media id: `m` and 128 random bits in hex (the system's CSPRNG).
@@ -128,6 +129,20 @@ public struct MediaService: MediaLibrary {
             compression: .none, sha256: sha, blobKey: key, width: made.thumbnailWidth, height: made.thumbnailHeight,
             originalID: originalID, createdAt: clock.nowMillis())
         return record
+    }
+
+    /// Removes upload spool files a crash left behind (older than `age` seconds, so uploads in
+    /// flight in another process sharing the directory are spared).
+    static func removeStaleTemporaryFiles(in directory: String, olderThan age: TimeInterval) {
+        let manager = FileManager.default
+        guard let names = try? manager.contentsOfDirectory(atPath: directory) else { return }
+        let limit = Date().addingTimeInterval(-age)
+        for name in names where name.hasSuffix(".part") {
+            let path = directory + "/" + name
+            if let modified = (try? manager.attributesOfItem(atPath: path))?[.modificationDate] as? Date, modified < limit {
+                try? manager.removeItem(atPath: path)
+            }
+        }
     }
 
     /// A new file name under `media.dir/tmp` (created with the first upload).
