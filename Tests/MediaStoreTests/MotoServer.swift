@@ -4,7 +4,8 @@ import Testing
 /// A real S3-compatible server for tests: PyPI's moto (scripts/setup-media.sh installs it) on
 /// 127.0.0.1 and a free port, with SigV4 checking on (IAM auth), a user whose key may use S3,
 /// and a bucket `media`. The Python side exits when its standard input closes, so a crashed
-/// test leaves no server behind.
+/// test leaves no server behind. Nothing here blocks a thread of Swift's cooperative pool
+/// (other tests share it): pipe reads and waits run on Dispatch.
 final class MotoServer: @unchecked Sendable {
     // Set once in `start`, read-only afterwards.
     let process: Process
@@ -70,15 +71,22 @@ final class MotoServer: @unchecked Sendable {
         guard let json = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String],
             let endpoint = json["endpoint"], let key = json["key"], let secret = json["secret"]
         else {
-            process.terminate()
+            kill(process.processIdentifier, SIGKILL)
             throw MotoError(description: "moto did not start (is moto[server] installed? scripts/setup-media.sh): \(line)")
         }
         return MotoServer(process: process, input: input, endpoint: endpoint, accessKey: key, secretKey: secret)
     }
 
-    func stop() {
+    /// Kills the server (werkzeug ignores SIGTERM) and waits for it off the cooperative pool.
+    func stop() async {
         try? input.fileHandleForWriting.close()
-        process.waitUntilExit()
+        kill(process.processIdentifier, SIGKILL)
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                self.process.waitUntilExit()
+                continuation.resume()
+            }
+        }
     }
 }
 
