@@ -263,6 +263,15 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .testTarget(
+            name: "StageMediaTests",
+            dependencies: [
+                "StageMedia", "MediaStore", "GatewayCore", "GatewayTesting",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // new-stage: test targets above this line
     ]
 )
