@@ -121,6 +121,24 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: Media (docs/MEDIA.md): zstd and libvips from Debian, blobs on disk or in S3
+        .systemLibrary(name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CVips", path: "Sources/CVips", pkgConfig: "vips", providers: [.apt(["libvips-dev"])]),
+        .target(
+            name: "MediaStore",
+            dependencies: [
+                "GatewayCore", "CZstd", "CVips",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Stages (one module each, under Plugins/; these are regular targets, not SwiftPM plugins)
         .target(
             name: "StageAuth",
@@ -163,14 +181,17 @@ let package = Package(
         ),
         // Custom stages (docs/STAGES.md): kinds with a dotted owner prefix.
         .target(name: "StageWordFilter", dependencies: ["GatewayCore"], path: "Plugins/StageWordFilter", swiftSettings: swiftSettings),
+        .target(name: "StageMedia", dependencies: ["GatewayCore"], path: "Plugins/StageMedia", swiftSettings: swiftSettings),
         // new-stage: stage targets above this line
 
         // MARK: Benchmark (`chatgate bench`)
         .target(
             name: "GatewayBench",
             dependencies: [
-                "GatewayCore", "StageAuth",
+                "GatewayCore", "StageAuth", "MediaStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -186,7 +207,7 @@ let package = Package(
             dependencies: [
                 "GatewayCore", "GatewayConfig", "GatewayServer", "SQLiteStore", "PostgresStore", "GatewayBench", "ChatClient",
                 "StageAuth", "StageID", "StagePersist", "StageFanout", "StageRateLimit", "StageWebhook", "StageWordFilter",
-                "StagePush",
+                "StagePush", "MediaStore", "StageMedia",
                 // new-stage: stage dependencies above this line
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -213,7 +234,7 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "chatgate", "ChatClient", "GatewayCore", "GatewayConfig", "GatewayServer", "GatewayTesting", "StageAuth",
+                "chatgate", "ChatClient", "GatewayCore", "GatewayConfig", "GatewayServer", "GatewayTesting", "StageAuth", "MediaStore",
                 "StagePush",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -288,6 +309,25 @@ let package = Package(
                 .product(name: "CryptoExtras", package: "swift-crypto"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MediaStoreTests",
+            dependencies: [
+                "MediaStore", "GatewayCore", "GatewayTesting", "CZstd",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "StageMediaTests",
+            dependencies: [
+                "StageMedia", "MediaStore", "GatewayCore", "GatewayTesting",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

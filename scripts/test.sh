@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+scripts/setup-media.sh
 scripts/setup-browser.sh
 scripts/setup-push.sh
 scripts/setup-clients.sh

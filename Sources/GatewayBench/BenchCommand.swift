@@ -15,12 +15,13 @@ public struct BenchCommand: AsyncParsableCommand {
             idle (N connections: memory per connection, handshakes/s, idle CPU), longpoll (WebSocket \
             senders, long-poll receivers), churn (N connections opened and closed in waves: memory \
             growth per 1,000 closed connections), storm (N clients through a gateway restart: recovery time, \
-            lost messages), durable (relay with durability full vs relaxed). \
+            lost messages), durable (relay with durability full vs relaxed), media (the media store in process: \
+            upload/download MiB/s, compression, thumbnails/s; MEDIA_BENCH_S3_ENDPOINT adds s3). \
             The gateway runs as a child process on a temporary config and store; with 2+ cores and \
             taskset, the server is pinned to CPU 0 and the generator to CPU 1. See docs/PERFORMANCE.md.
             """)
 
-    @Argument(help: "relay, fanout, idle, churn, longpoll, storm or durable.")
+    @Argument(help: "relay, fanout, idle, churn, longpoll, storm, durable or media.")
     var scenario: BenchScenario?
 
     @Option(help: "Measured seconds.")
@@ -87,7 +88,7 @@ public struct BenchCommand: AsyncParsableCommand {
 
     /// The parameters these options describe.
     func parameters() throws(BenchError) -> BenchParameters {
-        guard let scenario else { throw BenchError("missing SCENARIO (relay, fanout, idle, longpoll, storm, durable)") }
+        guard let scenario else { throw BenchError("missing SCENARIO (relay, fanout, idle, longpoll, storm, durable, media)") }
         var p = BenchParameters(scenario: scenario)
         p.duration = duration
         p.warmup = warmup
@@ -131,6 +132,10 @@ public struct BenchCommand: AsyncParsableCommand {
             return
         }
         let parameters = try parameters()
+        if parameters.scenario == .media {
+            print(try await MediaBench(rounds: max(3, parameters.runs), log: { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }).run(), terminator: "")
+            return
+        }
         let report: BenchReport
         do {
             report = try await BenchRunner(parameters: parameters).run()

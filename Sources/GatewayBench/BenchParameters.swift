@@ -17,6 +17,8 @@ public enum BenchScenario: String, CaseIterable, Sendable {
     /// N authenticated WebSocket connections opened and closed in waves: server memory growth
     /// per 1,000 closed connections (a leak shows as growth; none is allocator noise).
     case churn
+    /// The media store in process: upload/download MiB/s, compression, thumbnails/s (MediaBench.swift).
+    case media
 }
 
 /// Everything a bench run needs, validated before anything starts.
@@ -96,6 +98,7 @@ public struct BenchParameters: Sendable, Equatable {
         case .fanout: ["--groups", "--group-size", "--window", "--rate", "--body-bytes", "--fanout-on-read"]
         case .idle, .churn: ["--connections"]
         case .storm: ["--connections", "--rate", "--body-bytes"]
+        case .media: ["--runs"]
         }
     }
 

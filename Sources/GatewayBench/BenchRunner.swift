@@ -132,6 +132,8 @@ public struct BenchRunner: Sendable {
         case .churn:
             config["connections"] = .int(p.effectiveConnections)
             config["wave"] = .int(Scenarios.churnWave(p.effectiveConnections))
+        case .media:
+            break
         case .storm:
             config["connections"] = .int(scenarios.idleConnections().0 / 2 * 2)
             config["rate"] = BenchReport.number(p.effectiveRate ?? 0)

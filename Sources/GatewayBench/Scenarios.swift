@@ -26,6 +26,7 @@ struct Scenarios: Sendable {
         case .idle: try await idle(server)
         case .churn: try await churn(server)
         case .storm: try await storm(server)
+        case .media: throw BenchError("the media scenario runs in process (MediaBench), not against a server")
         }
     }
 

@@ -4,8 +4,8 @@ import GatewayCore
 ///
 /// Read once per request from the lock-free counters, the session hub and the store, so the
 /// JSON stats and the Prometheus exposition never disagree on where a figure comes from.
-/// Features that are not built yet (media) read 0 here and nowhere else; push figures come
-/// from the pipeline's push stage (0 without one).
+/// Push figures come from the pipeline's push stage (0 without one), media figures from the
+/// media store (0 without one).
 struct GatewayFigures: Sendable {
     struct StageFigures: Sendable {
         var name: String
@@ -77,6 +77,11 @@ struct GatewayFigures: Sendable {
             figures.pushSent = push.sent
             figures.pushFailed = push.failed
             figures.pushQueued = push.queued
+        }
+        if let media = try? await gateway.stores.media?.statistics() {
+            figures.mediaUploads = media.uploads
+            figures.mediaBytesIn = Int(media.bytesIn)
+            figures.mediaBytesStored = Int(media.bytesStored)
         }
         return figures
     }

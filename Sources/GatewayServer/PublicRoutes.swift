@@ -30,6 +30,7 @@ struct PublicRoutes: Sendable {
         router.get("/v1/groups") { request, context in try await self.listGroups(request, context) }
         router.get("/v1/groups/:id") { request, context in try await self.getGroup(request, context) }
         router.post("/v1/groups/:id/members") { request, context in try await self.updateMembers(request, context) }
+        MediaRoutes(gateway: gateway).register(on: router)
     }
 
     // MARK: Helpers

@@ -24,6 +24,8 @@ public final class InMemoryStore: MessageStore, GroupStore, ReceiptStore, Sendab
     private let state = Mutex(State())
     /// Push targets and the push queue (`InMemoryStore+Push.swift`).
     let push = InMemoryPushTables()
+    /// Media records (the `MediaMetadataStore` conformance, InMemoryMediaMetadata.swift).
+    let mediaMetadata = InMemoryMediaMetadata()
 
     public init() {}
 

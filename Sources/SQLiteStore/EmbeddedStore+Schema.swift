@@ -102,6 +102,7 @@ extension EmbeddedStore {
                 """)
         }
         registerPushMigration(in: &migrator)
+        registerMediaMigration(&migrator)
         return migrator
     }
 }

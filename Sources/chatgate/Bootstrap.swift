@@ -33,9 +33,15 @@ struct Bootstrap {
             try? await store.close()
             throw error
         }
-        let (configuration, stores, lease) = joined
+        let (configuration, joinedStores, lease) = joined
+        var stores = joinedStores
         let pipeline: Pipeline
         do {
+            // Media metadata lives in the embedded store (PostgreSQL has no media tables yet:
+            // no media there, and `check-config` says so).
+            if let metadata = store as? any MediaMetadataStore {
+                stores.media = try MediaWiring.make(configuration.media, metadata: metadata, groups: store, clock: clock, logger: logger)
+            }
             pipeline = try Pipeline.build(
                 configuration.pipeline, registry: try BuiltInStages.registry(), logger: logger, clock: clock, stores: stores, presence: hub,
                 node: configuration.node, exposure: ListenerExposure(host: configuration.listen.public.host))

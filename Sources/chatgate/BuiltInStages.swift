@@ -2,6 +2,7 @@ import GatewayCore
 import StageAuth
 import StageFanout
 import StageID
+import StageMedia
 import StagePersist
 import StagePush
 import StageRateLimit
@@ -15,6 +16,7 @@ enum BuiltInStages {
         WordFilterStage.factory,  // example.wordfilter
         FanoutStage.factory,  // fanout
         IDStage.factory,  // id
+        MediaStage.factory,  // media
         PersistStage.factory,  // persist
         PushStage.factory,  // push
         RateLimitStage.factory,  // ratelimit

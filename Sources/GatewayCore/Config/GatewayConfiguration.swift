@@ -12,10 +12,12 @@ public struct GatewayConfiguration: Decodable, Sendable {
     public var logging: LoggingSettings
     public var debug: DebugSettings
     public var demo: DemoSettings
+    /// `media:` (docs/MEDIA.md).
+    public var media: MediaSettings
     public var pipeline: [PipelineEntry]
 
     enum CodingKeys: String, CodingKey {
-        case node, listen, tls, limits, store, presence, longpoll, logging, debug, pipeline
+        case node, listen, tls, limits, store, presence, longpoll, logging, debug, media, pipeline
         case demo
     }
 
@@ -32,6 +34,7 @@ public struct GatewayConfiguration: Decodable, Sendable {
         debug = try c.decodeIfPresent(DebugSettings.self, forKey: .debug) ?? DebugSettings()
         demo = try c.decodeIfPresent(DemoSettings.self, forKey: .demo) ?? DemoSettings()
         try demo.validate(publicHost: listen.public.host, codingPath: c.codingPath + [CodingKeys.demo])
+        media = try c.decodeIfPresent(MediaSettings.self, forKey: .media) ?? MediaSettings()
         pipeline = try c.decode([PipelineEntry].self, forKey: .pipeline)
         if pipeline.isEmpty {
             throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath + [CodingKeys.pipeline], debugDescription: "the pipeline needs at least one stage"))

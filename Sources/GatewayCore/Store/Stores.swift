@@ -112,6 +112,8 @@ public struct Stores: Sendable {
     public let devices: (any DeviceStore)?
     /// The durable push queue of the `push` stage; nil when the backend keeps none.
     public let pushQueue: (any PushQueue)?
+    /// Media uploads and attachments (docs/MEDIA.md); nil when the gateway serves no media.
+    public var media: (any MediaLibrary)?
 
     public init(
         messages: any MessageStore, groups: any GroupStore, receipts: any ReceiptStore, devices: (any DeviceStore)? = nil,
