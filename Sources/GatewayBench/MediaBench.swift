@@ -132,5 +132,5 @@ struct BenchNoGroups: GroupStore {
     func members(of group: String) async throws -> [String]? { nil }
     func isMember(_ user: String, of group: String) async throws -> Bool { false }
     func groups(of user: String) async throws -> [GroupInfo] { [] }
-    func updateMembers(of group: String, add: [String], remove: [String]) async throws -> GroupInfo { throw GatewayError.notFound("no groups") }
+    func updateMembers(of group: String, add: [String], remove: [String], maxMembers: Int) async throws -> GroupInfo { throw GatewayError.notFound("no groups") }
 }

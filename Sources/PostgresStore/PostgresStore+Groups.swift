@@ -76,7 +76,7 @@ extension PostgresStore {
     /// Adds the users of `add` not yet members (after the others, in the given order), then
     /// removes those of `remove`, in one transaction that holds the group's row lock (changes
     /// of one group from several nodes run one after the other). Throws `not_found`.
-    public func updateMembers(of group: String, add: [String], remove: [String]) async throws -> GroupInfo {
+    public func updateMembers(of group: String, add: [String], remove: [String], maxMembers: Int) async throws -> GroupInfo {
         let logger = self.logger
         return try await access { [self] in
             try await client.withTransaction(logger: logger) { connection in
@@ -92,6 +92,10 @@ extension PostgresStore {
                 }
                 guard let info = try await Self.group(group, on: connection, logger: logger) else {
                     throw GatewayError.notFound("no group '\(group)'")
+                }
+                // Thrown inside the transaction (the group row is locked): nothing of it is kept.
+                guard info.members.count <= maxMembers else {
+                    throw GatewayError(.tooLarge, "a group has at most \(maxMembers) members")
                 }
                 return info
             }

@@ -34,14 +34,16 @@ struct Bootstrap {
             throw error
         }
         let (configuration, joinedStores, lease) = joined
-        var stores = joinedStores
         let pipeline: Pipeline
+        let stores: Stores
         do {
             // Media metadata lives in the embedded store (PostgreSQL has no media tables yet:
-            // no media there, and `check-config` says so).
+            // no media there).
+            var withMedia = joinedStores
             if let metadata = store as? any MediaMetadataStore {
-                stores.media = try MediaWiring.make(configuration.media, metadata: metadata, groups: store, clock: clock, logger: logger)
+                withMedia.media = try MediaWiring.make(configuration.media, metadata: metadata, groups: store, clock: clock, logger: logger)
             }
+            stores = withMedia
             pipeline = try Pipeline.build(
                 configuration.pipeline, registry: try BuiltInStages.registry(), logger: logger, clock: clock, stores: stores, presence: hub,
                 node: configuration.node, exposure: ListenerExposure(host: configuration.listen.public.host))
