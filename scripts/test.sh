@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/setup-browser.sh
+scripts/setup-reliab.sh
 swift build --build-tests
 swift test --skip-build "$@"
 if (($# == 0)); then

@@ -171,16 +171,31 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
         case .pong:
             break
         case .connectionClose:
-            var data = frame.unmaskedData
-            let code = data.readInteger(as: UInt16.self)
-            close(code: code.map { Self.isValidCloseCode($0) ? CloseCode(rawValue: $0) ?? .normal : .protocolError } ?? .normal, reason: "")
+            let (code, reason) = Self.closeReply(to: frame.unmaskedData)
+            close(rawCode: code, reason: reason)
         default:
             protocolError(.protocolError, "unknown opcode")
         }
     }
 
+    /// Whether a client may send `code` in a close frame (RFC 6455 §7.4.1 and §7.4.2, and the
+    /// IANA registry): 1000-1003, 1007-1014 and 3000-4999. 1004 is reserved, 1005, 1006 and 1015
+    /// must never be sent, and 0-999, 1016-2999 and 5000+ are not assigned.
     static func isValidCloseCode(_ code: UInt16) -> Bool {
-        (1000...1003).contains(code) || (1007...1011).contains(code) || (3000...4999).contains(code)
+        (1000...1003).contains(code) || (1007...1014).contains(code) || (3000...4999).contains(code)
+    }
+
+    /// What to answer a client's close frame with (RFC 6455 §5.5.1, §7.1.5, §7.4): the same code
+    /// when it is valid; 1000 when the frame carries no code; 1002 for a 1-byte payload (a code
+    /// needs 2) or a code no endpoint may send; 1007 for a reason that is not valid UTF-8.
+    static func closeReply(to payload: ByteBuffer) -> (code: UInt16, reason: String) {
+        var payload = payload
+        guard payload.readableBytes > 0 else { return (CloseCode.normal.rawValue, "") }
+        guard let code = payload.readInteger(as: UInt16.self) else { return (CloseCode.protocolError.rawValue, "close payload of 1 byte") }
+        guard isValidCloseCode(code) else { return (CloseCode.protocolError.rawValue, "invalid close code") }
+        let valid = payload.withUnsafeReadableBytes { String(validating: $0, as: UTF8.self) != nil }
+        guard valid else { return (CloseCode.invalidData.rawValue, "close reason is not UTF-8") }
+        return (code, "")
     }
 
     private func message(opcode: WebSocketOpcode, data: inout ByteBuffer) {
@@ -291,12 +306,18 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     /// Sends a close frame and closes the channel once it is written.
     func close(code: CloseCode, reason: String) {
+        close(rawCode: code.rawValue, reason: reason)
+    }
+
+    /// `close(code:reason:)` with any code: the echo of a client's close code (3000-4999 and the
+    /// IANA codes have no `CloseCode` case).
+    private func close(rawCode: UInt16, reason: String) {
         guard !closing, let context else { return }
         closing = true
         cancelTimers()
         backlog.removeAll()
         var data = context.channel.allocator.buffer(capacity: 2 + reason.utf8.count)
-        data.writeInteger(code.rawValue)
+        data.writeInteger(rawCode)
         data.writeString(String(reason.utf8.prefix(120)) ?? "")
         let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
         let loopContext = NIOLoopBound(context, eventLoop: context.eventLoop)
