@@ -100,6 +100,53 @@ struct ReliabilityTests {
         await gateway.stop()
     }
 
+    @Test func aDeviceOfflineWhileAThousandMessagesArriveGetsExactlyThoseInOrder() async throws {
+        let gateway = try await TestGateway.start()
+        let log = DurabilityChecker()
+        // bob's phone has seen everything so far, then goes offline; his laptop stays online.
+        let (phone, phoneHello) = try await gateway.connect("bob", device: "phone")
+        let lastSeen = try #require(phoneHello["inbox_seq"]?.int64Value)
+        phone.close()
+        #expect(try await phone.closeCode() == 1000)
+        let (laptop, _) = try await gateway.connect("bob", device: "laptop")
+        let (alice, _) = try await gateway.connect("alice")
+        let total = 1000
+        var acked: [String] = []
+        for start in stride(from: 0, to: total, by: 50) {
+            // 50 in flight at a time; acks come back in order.
+            for n in start..<start + 50 {
+                log.sent(sender: "alice", clientMsgID: "off-\(n)", to: .user("bob"), recipients: ["alice", "bob"])
+                alice.send(sendFrame(to: .user("bob"), body: .int(n), id: "off-\(n)"))
+            }
+            for _ in 0..<50 {
+                let ack = try await Self.next("ack", on: alice)
+                let id = try #require(ack["id"]?.stringValue)
+                log.acked(sender: "alice", clientMsgID: try #require(ack["client_msg_id"]?.stringValue), id: id)
+                acked.append(id)
+            }
+        }
+        // The laptop saw them live; the phone comes back and syncs from its last seq.
+        var live = 0
+        while live < total {
+            if try await laptop.nextFrame()["type"]?.stringValue == "message" { live += 1 }
+        }
+        let (back, _) = try await gateway.connect("bob", device: "phone")
+        var synced: [JSONObject] = []
+        var since = lastSeen
+        while true {
+            back.send(["type": "sync", "since": .int(since), "limit": 1000, "ref": "s"])
+            let page = try await Self.next("sync", on: back)
+            synced += (page["messages"]?.arrayValue ?? []).compactMap(\.objectValue)
+            since = page["next"]?.int64Value ?? since
+            if page["more"] != true { break }
+        }
+        #expect(synced.compactMap { $0["id"]?.stringValue } == acked, "exactly those 1,000, in order")
+        #expect(synced.compactMap { $0["seq"]?.int64Value } == Array((lastSeen + 1)...(lastSeen + Int64(total))))
+        let report = log.verify(inboxes: ["alice": try await Self.inbox(gateway, "alice"), "bob": try await Self.inbox(gateway, "bob")])
+        #expect(report.counts.isClean, "\(report)")
+        await gateway.stop()
+    }
+
     // MARK: Load and backpressure
 
     @Test func overCapacityHandshakesAndLongPollOpensAre503AndOthersAreUnaffected() async throws {
