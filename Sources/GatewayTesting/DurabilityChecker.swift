@@ -146,7 +146,7 @@ public final class DurabilityChecker: Sendable {
 
     /// How many operations have an `ok`.
     public var ackedCount: Int {
-        state.withLock { state in state.operations.values.count { !$0.ackedIDs.isEmpty } }
+        state.withLock { state in state.operations.values.filter { !$0.ackedIDs.isEmpty }.count }
     }
 
     /// Counts, from every recipient's inbox (user → messages as `sync` returns them, in `seq`

@@ -47,7 +47,11 @@ struct DurabilityTests {
         while next < messages.count || outstanding > 0 {
             while outstanding < window, next < messages.count {
                 let (id, to) = messages[next]
-                let recipients: Set<String> = if case .user(let peer) = to { [user, peer] } else { groupMembers }
+                let recipients: Set<String> =
+                    switch to {
+                    case .user(let peer): [user, peer]
+                    case .group: groupMembers
+                    }
                 log.sent(sender: user, clientMsgID: id, to: to, recipients: recipients)
                 stream.send(sendFrame(to: to, body: ["n": .string(id)], id: id, ref: id))
                 next += 1

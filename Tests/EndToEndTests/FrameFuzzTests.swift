@@ -79,8 +79,8 @@ struct FrameFuzzTests {
         _ = try await alice.nextFrame()
         _ = try await bob.nextFrame()
         alice.send(sendFrame(to: .user("bob"), body: "after the storm", id: "healthy"))
-        #expect(try await alice.nextFrame()["type"]?.stringValue == "ack")
-        #expect(try await bob.nextFrame()["client_msg_id"]?.stringValue == "healthy")
+        #expect(try await ReliabilityTests.next("ack", on: alice)["client_msg_id"]?.stringValue == "healthy")
+        #expect(try await ReliabilityTests.next("message", on: bob)["client_msg_id"]?.stringValue == "healthy")
 
         // Memory flat: the end within a bound of the warmed-up figure.
         if let before = rssAtWarmUp.withLock({ $0 }), let after = target.rssBytes() {
@@ -120,7 +120,8 @@ struct FrameFuzzTests {
                 n += 1
                 let ref = "w\(worker)r\(n)"
                 let cid = "w\(worker)c\(n)"
-                let (opcode, payload) = mutate(validFrame(user: user, ref: ref, cid: cid, random: &random), ref: ref, cid: cid, random: &random)
+                let valid = validFrame(user: user, ref: ref, cid: cid, random: &random)
+                let (opcode, payload) = mutate(valid, ref: ref, cid: cid, random: &random)
                 let intact = payload.withUnsafeReadableBytes { bytes in
                     let text = String(decoding: bytes, as: UTF8.self)
                     return text.contains("\"\(ref)\"") && text.contains("\"\(cid)\"")

@@ -84,14 +84,14 @@ struct GroupDurabilityTests {
             (sender, (0..<Self.perSender).map { n in ("\(sender)-\(n)", Address.group("g_big")) })
         })
         let log = DurabilityChecker()
-        let members = Set(Self.users)
+        let memberSet = Set(Self.users)
         let total = Self.senders.count * Self.perSender
         let killAfter = Int.random(in: 20...150)
         let port = server.publicPort
         let firstServer = server
         await withTaskGroup(of: Void.self) { group in
             for sender in Self.senders {
-                group.addTask { await DurabilityTests.pump(port: port, user: sender, messages: plans[sender]!, groupMembers: members, window: 8, log: log) }
+                group.addTask { await DurabilityTests.pump(port: port, user: sender, messages: plans[sender]!, groupMembers: memberSet, window: 8, log: log) }
             }
             group.addTask {
                 // Polls the log (not a synchronization sleep): the kill lands mid-stream.
@@ -117,7 +117,7 @@ struct GroupDurabilityTests {
             for sender in Self.senders {
                 group.addTask {
                     let remaining = DurabilityTests.remaining(log, user: sender, plan: plans[sender]!)
-                    await DurabilityTests.pump(port: restartPort, user: sender, messages: remaining, groupMembers: members, window: 8, log: log)
+                    await DurabilityTests.pump(port: restartPort, user: sender, messages: remaining, groupMembers: memberSet, window: 8, log: log)
                 }
             }
         }
