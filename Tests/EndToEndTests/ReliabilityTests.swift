@@ -293,7 +293,7 @@ struct ReliabilityTests {
         let rssBefore = ProcessRSS.current()
         var streams: [WebSocketStream] = []
         streams.reserveCapacity(count)
-        let batch = 100
+        let batch = 50
         for start in stride(from: 0, to: count, by: batch) {
             let opened = try await withThrowingTaskGroup(of: WebSocketStream.self) { group in
                 for n in start..<min(start + batch, count) {
