@@ -29,6 +29,9 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
     private(set) var connection: WebSocketConnection?
 
     private var fragments: ByteBuffer?
+    /// How many leading bytes of a fragmented text message are known to be whole, valid UTF-8
+    /// characters: each fragment is checked as it arrives, so invalid UTF-8 fails fast (1007).
+    private var fragmentsValidUTF8 = 0
     private var fragmentOpcode: WebSocketOpcode = .text
     /// Starts with one slot, not `CircularBuffer`'s default 16 (~400 B per idle connection); it
     /// grows by doubling when a slow socket needs it.
@@ -150,6 +153,8 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
                 message(opcode: frame.opcode, data: &data)
             } else {
                 fragmentOpcode = frame.opcode
+                fragmentsValidUTF8 = 0
+                guard frame.opcode != .text || checkFragmentUTF8(data) else { return protocolError(.invalidData, "invalid UTF-8") }
                 fragments = data
             }
         case .continuation:
@@ -163,6 +168,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
             if frame.fin {
                 message(opcode: fragmentOpcode, data: &buffer)
             } else {
+                guard fragmentOpcode != .text || checkFragmentUTF8(buffer) else { return protocolError(.invalidData, "invalid UTF-8") }
                 fragments = buffer
             }
         case .ping:
@@ -196,6 +202,54 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
         let valid = payload.withUnsafeReadableBytes { String(validating: $0, as: UTF8.self) != nil }
         guard valid else { return (CloseCode.invalidData.rawValue, "close reason is not UTF-8") }
         return (code, "")
+    }
+
+    /// Whether the unfinished text message in `buffer` is valid UTF-8 so far: the bytes after
+    /// `fragmentsValidUTF8` are checked, except a character cut at the end, which must only be a
+    /// possible start of one. Advances `fragmentsValidUTF8`.
+    private func checkFragmentUTF8(_ buffer: ByteBuffer) -> Bool {
+        let start = fragmentsValidUTF8
+        let result: Int? = buffer.withUnsafeReadableBytes { bytes in
+            guard start <= bytes.count else { return nil }
+            let whole = Self.wholeCharacterEnd(bytes)
+            guard whole >= start,
+                String(validating: UnsafeRawBufferPointer(rebasing: bytes[start..<whole]), as: UTF8.self) != nil,
+                Self.isPossibleCharacterStart(UnsafeRawBufferPointer(rebasing: bytes[whole...]))
+            else { return nil }
+            return whole
+        }
+        guard let result else { return false }
+        fragmentsValidUTF8 = result
+        return true
+    }
+
+    /// Where the last character of `bytes` starts when it is cut short (else `bytes.count`).
+    static func wholeCharacterEnd(_ bytes: UnsafeRawBufferPointer) -> Int {
+        var index = bytes.count - 1
+        while index >= 0, bytes.count - index <= 4 {
+            let byte = bytes[index]
+            if byte & 0xC0 != 0x80 {
+                let length = byte < 0xC0 ? 1 : byte < 0xE0 ? 2 : byte < 0xF0 ? 3 : 4
+                return bytes.count - index < length ? index : bytes.count
+            }
+            index -= 1
+        }
+        return bytes.count
+    }
+
+    /// Whether `bytes` (1 to 3 bytes, or none) can begin a valid UTF-8 character (RFC 3629).
+    static func isPossibleCharacterStart(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard let lead = bytes.first else { return true }
+        guard (0xC2...0xF4).contains(lead) else { return false }
+        guard bytes.count > 1 else { return true }
+        let second = bytes[1]
+        switch lead {
+        case 0xE0: return (0xA0...0xBF).contains(second)
+        case 0xED: return (0x80...0x9F).contains(second)
+        case 0xF0: return (0x90...0xBF).contains(second)
+        case 0xF4: return (0x80...0x8F).contains(second)
+        default: return (0x80...0xBF).contains(second)
+        }
     }
 
     private func message(opcode: WebSocketOpcode, data: inout ByteBuffer) {
