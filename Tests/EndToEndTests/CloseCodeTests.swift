@@ -86,4 +86,35 @@ struct CloseCodeTests {
         }
         await gateway.stop()
     }
+
+    @Test func invalidUTF8InAFragmentFailsFastAndACharacterCutBetweenFragmentsIsFine() async throws {
+        let gateway = try await TestGateway.start(extra: "debug: { echo_endpoint: true }")
+        // "é" (C3 A9) and "€" (E2 82 AC) cut between fragments: one message, echoed whole.
+        let (echo, _, _) = try await WebSocketStream.connect(port: gateway.port, path: "/v1/echo")
+        echo.raw.sendFrame(opcode: 0x1, payload: ByteBuffer(bytes: [0x61, 0xC3]), fin: false)
+        echo.raw.sendFrame(opcode: 0x0, payload: ByteBuffer(bytes: [0xA9, 0xE2]), fin: false)
+        echo.raw.sendFrame(opcode: 0x0, payload: ByteBuffer(bytes: [0x82]), fin: false)
+        echo.raw.sendFrame(opcode: 0x0, payload: ByteBuffer(bytes: [0xAC, 0x62]), fin: true)
+        #expect(try await echo.nextText() == "aé€b")
+        // Invalid UTF-8 in the second of three fragments: 1007 without waiting for the last.
+        let cases: [(String, [UInt8])] = [
+            ("a surrogate", [0xED, 0xA0, 0x80]),
+            ("a cut surrogate", [0xED, 0xA0]),
+            ("over U+10FFFF, cut", [0xF4, 0x90]),
+            ("a stray continuation byte", [0x80]),
+            ("an invalid lead byte", [0xC0]),
+        ]
+        for (name, bytes) in cases {
+            let (stream, _, _) = try await WebSocketStream.connect(port: gateway.port, path: "/v1/echo")
+            stream.raw.sendFrame(opcode: 0x1, payload: ByteBuffer(string: "κόσμε"), fin: false)
+            stream.raw.sendFrame(opcode: 0x0, payload: ByteBuffer(bytes: bytes), fin: false)
+            #expect(try await stream.closeCode() == 1007, "\(name)")
+        }
+        // The same on a session.
+        let (alice, _) = try await gateway.connect("alice")
+        alice.raw.sendFrame(opcode: 0x1, payload: ByteBuffer(string: "{\"type\":\"ping\",\"ref\":\""), fin: false)
+        alice.raw.sendFrame(opcode: 0x0, payload: ByteBuffer(bytes: [0xFF]), fin: false)
+        #expect(try await alice.closeCode() == 1007)
+        await gateway.stop()
+    }
 }
