@@ -12,5 +12,9 @@ scripts/setup-reliab.sh
 swift build --build-tests
 swift test --skip-build "$@"
 if (($# == 0)); then
+  # The heavy reliability tests (Autobahn, the frame fuzzer, idle connections), alone and one at a time.
+  CHATGATE_HEAVY_TESTS=1 swift test --skip-build --no-parallel --filter 'AutobahnTests|FrameFuzzTests|thousandsOfIdleConnections'
+fi
+if (($# == 0)); then
   scripts/check-stage-docs.sh
 fi

@@ -11,7 +11,7 @@ struct AutobahnTests {
     static let hasKosoku = PythonTools.canImportModule("kosoku")
     static let missing = "python3 with kosoku is not installed: run scripts/setup-reliab.sh"
 
-    @Test(.enabled(if: hasKosoku || PythonTools.isCI, Comment(rawValue: missing)), .timeLimit(.minutes(10)))
+    @Test(.enabled(if: HeavyTests.enabled, HeavyTests.reason), .enabled(if: hasKosoku || PythonTools.isCI, Comment(rawValue: missing)), .timeLimit(.minutes(10)))
     func everyCasePasses() async throws {
         try #require(Self.hasKosoku, Comment(rawValue: Self.missing))
         // 16 MiB frames, as the 9.x cases send when they run.

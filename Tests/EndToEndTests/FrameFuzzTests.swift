@@ -30,7 +30,7 @@ struct FrameFuzzTests {
         var unanswered: Set<String> = []
     }
 
-    @Test(.timeLimit(.minutes(10)))
+    @Test(.enabled(if: HeavyTests.enabled, HeavyTests.reason), .timeLimit(.minutes(10)))
     func mutatedFramesNeverCrashLeakOrStore() async throws {
         let seconds = ProcessInfo.processInfo.environment["CHATGATE_FUZZ_SECONDS"].flatMap(Double.init) ?? 60
         let seed = ProcessInfo.processInfo.environment["CHATGATE_FUZZ_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 1...UInt64.max)

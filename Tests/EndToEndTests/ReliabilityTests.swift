@@ -284,7 +284,8 @@ struct ReliabilityTests {
         #expect(status == 0)
     }
 
-    @Test func thousandsOfIdleConnectionsHeldWithHeartbeatsAreNeverDropped() async throws {
+    @Test(.enabled(if: HeavyTests.enabled, HeavyTests.reason))
+    func thousandsOfIdleConnectionsHeldWithHeartbeatsAreNeverDropped() async throws {
         let count = ProcessInfo.processInfo.environment["CHATGATE_IDLE_CONNECTIONS"].flatMap(Int.init) ?? 2000
         // The sweep reads the injected clock: who is silent is exact however loaded the machine.
         let clock = TestClock()
