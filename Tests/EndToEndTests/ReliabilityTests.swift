@@ -4,6 +4,8 @@ import Foundation
 import GatewayCore
 import GatewayTesting
 import NIOCore
+import NIOHTTP1
+import NIOPosix
 import StageAuth
 import Testing
 
@@ -206,6 +208,60 @@ struct ReliabilityTests {
     }
 
     // MARK: Input
+
+    /// Writes `request` on a fresh connection and returns all the server sent once it closed
+    /// the connection (or `nil` if it was still open after 10 s).
+    static func untilClosed(port: Int, _ request: String) async throws -> String? {
+        let collector = RawHTTP.ResponseCollector()
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(collector) } }
+            .connect(host: "127.0.0.1", port: port).get()
+        try await channel.writeAndFlush(ByteBuffer(string: request)).get()
+        let timeout = channel.eventLoop.scheduleTask(in: .seconds(10)) { channel.close(promise: nil) }
+        try await channel.closeFuture.get()
+        timeout.cancel()
+        return collector.closed ? collector.text : nil
+    }
+
+    @Test func smuggledRequestsAre400AndCloseAndThePipelinedOneIsNeverServed() async throws {
+        let gateway = try await TestGateway.start()
+        let second = "GET /v1/discover HTTP/1.1\r\nHost: x\r\n\r\n"
+        let requests = [
+            "POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + second,
+            "POST /v1/messages HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n" + second,
+            "POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 41\r\n\r\nabcde" + second,
+            "POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 41\r\n\r\nabcde" + second,
+        ]
+        for request in requests {
+            let answer = try #require(try await Self.untilClosed(port: gateway.port, request), "the connection stayed open: \(request.prefix(90))")
+            #expect(answer.hasPrefix("HTTP/1.1 400"), "\(answer.prefix(80))")
+            #expect(answer.components(separatedBy: "HTTP/1.1 ").count == 2, "one response only: \(answer)")
+            #expect(!answer.contains("ws_url"), "the pipelined request was served")
+        }
+        // A well-formed pipelined pair is served in order (the refusals above are not blanket).
+        let fine = try await RawHTTP.send(port: gateway.port, second)
+        #expect(fine.hasPrefix("HTTP/1.1 200"), "\(fine.prefix(80))")
+        await gateway.stop()
+    }
+
+    @Test func corsNeverAllowsAnUnknownOriginOrAWildcard() async throws {
+        let gateway = try await TestGateway.start(
+            extra: "listen: { public: { host: 127.0.0.1, port: 0, allowed_origins: [\"https://app.example\"] }, admin: { host: 127.0.0.1, port: 0, token: admin-test-token } }")
+        let token = try await gateway.token("alice")
+        for origin in ["https://evil.example", "null", "https://app.example.evil.example", "http://app.example", "*"] {
+            for (method, path) in [(HTTPMethod.OPTIONS, "/v1/lp/send"), (.OPTIONS, "/v1/messages"), (.GET, "/v1/sync")] {
+                let answer = try await gateway.request(
+                    method, path, token: method == .GET ? token : nil,
+                    headers: [("Origin", origin), ("Access-Control-Request-Method", "POST"), ("Access-Control-Request-Headers", "authorization")])
+                #expect(answer.headers["access-control-allow-origin"] == nil, "\(origin) \(path)")
+                #expect(answer.headers["access-control-allow-credentials"] == nil, "\(origin) \(path)")
+            }
+        }
+        let known = try await gateway.request(.OPTIONS, "/v1/lp/send", headers: [("Origin", "https://app.example"), ("Access-Control-Request-Method", "POST")])
+        #expect(known.headers["access-control-allow-origin"] == "https://app.example")
+        #expect(known.headers["vary"]?.lowercased().contains("origin") ?? false, "Vary: Origin, so a cache never serves one origin's answer to another")
+        await gateway.stop()
+    }
 
     /// The head of a masked text frame declaring `length` bytes, and the first `prefix` of them:
     /// the gateway refuses at the header, so the rest need not be sent (sending all of it would
