@@ -12,8 +12,13 @@ scripts/setup-browser.sh
 scripts/setup-push.sh
 scripts/setup-clients.sh
 scripts/setup-postgres.sh && export CHATGATE_REQUIRE_POSTGRES=1
+scripts/setup-reliab.sh
 swift build --build-tests
 swift test --skip-build "$@"
+if (($# == 0)); then
+  # The heavy reliability tests (Autobahn, the frame fuzzer, idle connections), alone and one at a time.
+  CHATGATE_HEAVY_TESTS=1 swift test --skip-build --no-parallel --filter 'AutobahnTests|FrameFuzzTests|thousandsOfIdleConnections'
+fi
 if (($# == 0)); then
   scripts/check-stage-docs.sh
 fi

@@ -134,7 +134,9 @@ final class WebSocketConnection: SessionConnection, Sendable {
             return true
         } catch {
             _ = write(ServerFrame.error(error, ref: ref))
-            close(code: error.code == .rateLimited ? .policy : .unauthorized, reason: error.message)
+            // A node at capacity is "try again later" (1013), as RELIABILITY.md's storm row says.
+            let code: CloseCode = error.code == .rateLimited ? .policy : error.code == .unavailable ? .tryAgainLater : .unauthorized
+            close(code: code, reason: error.message)
             return false
         }
     }

@@ -30,6 +30,9 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
     private(set) var connection: WebSocketConnection?
 
     private var fragments: ByteBuffer?
+    /// How many leading bytes of a fragmented text message are known to be whole, valid UTF-8
+    /// characters: each fragment is checked as it arrives, so invalid UTF-8 fails fast (1007).
+    private var fragmentsValidUTF8 = 0
     private var fragmentOpcode: WebSocketOpcode = .text
     /// Starts with one slot, not `CircularBuffer`'s default 16 (~400 B per idle connection); it
     /// grows by doubling when a slow socket needs it.
@@ -164,6 +167,8 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
                 message(opcode: frame.opcode, data: &data)
             } else {
                 fragmentOpcode = frame.opcode
+                fragmentsValidUTF8 = 0
+                guard frame.opcode != .text || checkFragmentUTF8(data) else { return protocolError(.invalidData, "invalid UTF-8") }
                 fragments = data
             }
         case .continuation:
@@ -177,6 +182,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
             if frame.fin {
                 message(opcode: fragmentOpcode, data: &buffer)
             } else {
+                guard fragmentOpcode != .text || checkFragmentUTF8(buffer) else { return protocolError(.invalidData, "invalid UTF-8") }
                 fragments = buffer
             }
         case .ping:
@@ -185,16 +191,79 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
         case .pong:
             break
         case .connectionClose:
-            var data = frame.unmaskedData
-            let code = data.readInteger(as: UInt16.self)
-            close(code: code.map { Self.isValidCloseCode($0) ? CloseCode(rawValue: $0) ?? .normal : .protocolError } ?? .normal, reason: "")
+            let (code, reason) = Self.closeReply(to: frame.unmaskedData)
+            close(rawCode: code, reason: reason)
         default:
             protocolError(.protocolError, "unknown opcode")
         }
     }
 
+    /// Whether a client may send `code` in a close frame (RFC 6455 §7.4.1 and §7.4.2, and the
+    /// IANA registry): 1000-1003, 1007-1014 and 3000-4999. 1004 is reserved, 1005, 1006 and 1015
+    /// must never be sent, and 0-999, 1016-2999 and 5000+ are not assigned.
     static func isValidCloseCode(_ code: UInt16) -> Bool {
-        (1000...1003).contains(code) || (1007...1011).contains(code) || (3000...4999).contains(code)
+        (1000...1003).contains(code) || (1007...1014).contains(code) || (3000...4999).contains(code)
+    }
+
+    /// What to answer a client's close frame with (RFC 6455 §5.5.1, §7.1.5, §7.4): the same code
+    /// when it is valid; 1000 when the frame carries no code; 1002 for a 1-byte payload (a code
+    /// needs 2) or a code no endpoint may send; 1007 for a reason that is not valid UTF-8.
+    static func closeReply(to payload: ByteBuffer) -> (code: UInt16, reason: String) {
+        var payload = payload
+        guard payload.readableBytes > 0 else { return (CloseCode.normal.rawValue, "") }
+        guard let code = payload.readInteger(as: UInt16.self) else { return (CloseCode.protocolError.rawValue, "close payload of 1 byte") }
+        guard isValidCloseCode(code) else { return (CloseCode.protocolError.rawValue, "invalid close code") }
+        let valid = payload.withUnsafeReadableBytes { String(validating: $0, as: UTF8.self) != nil }
+        guard valid else { return (CloseCode.invalidData.rawValue, "close reason is not UTF-8") }
+        return (code, "")
+    }
+
+    /// Whether the unfinished text message in `buffer` is valid UTF-8 so far: the bytes after
+    /// `fragmentsValidUTF8` are checked, except a character cut at the end, which must only be a
+    /// possible start of one. Advances `fragmentsValidUTF8`.
+    private func checkFragmentUTF8(_ buffer: ByteBuffer) -> Bool {
+        let start = fragmentsValidUTF8
+        let result: Int? = buffer.withUnsafeReadableBytes { bytes in
+            guard start <= bytes.count else { return nil }
+            let whole = Self.wholeCharacterEnd(bytes)
+            guard whole >= start,
+                String(validating: UnsafeRawBufferPointer(rebasing: bytes[start..<whole]), as: UTF8.self) != nil,
+                Self.isPossibleCharacterStart(UnsafeRawBufferPointer(rebasing: bytes[whole...]))
+            else { return nil }
+            return whole
+        }
+        guard let result else { return false }
+        fragmentsValidUTF8 = result
+        return true
+    }
+
+    /// Where the last character of `bytes` starts when it is cut short (else `bytes.count`).
+    static func wholeCharacterEnd(_ bytes: UnsafeRawBufferPointer) -> Int {
+        var index = bytes.count - 1
+        while index >= 0, bytes.count - index <= 4 {
+            let byte = bytes[index]
+            if byte & 0xC0 != 0x80 {
+                let length = byte < 0xC0 ? 1 : byte < 0xE0 ? 2 : byte < 0xF0 ? 3 : 4
+                return bytes.count - index < length ? index : bytes.count
+            }
+            index -= 1
+        }
+        return bytes.count
+    }
+
+    /// Whether `bytes` (1 to 3 bytes, or none) can begin a valid UTF-8 character (RFC 3629).
+    static func isPossibleCharacterStart(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard let lead = bytes.first else { return true }
+        guard (0xC2...0xF4).contains(lead) else { return false }
+        guard bytes.count > 1 else { return true }
+        let second = bytes[1]
+        switch lead {
+        case 0xE0: return (0xA0...0xBF).contains(second)
+        case 0xED: return (0x80...0x9F).contains(second)
+        case 0xF0: return (0x90...0xBF).contains(second)
+        case 0xF4: return (0x80...0x8F).contains(second)
+        default: return (0x80...0xBF).contains(second)
+        }
     }
 
     private func message(opcode: WebSocketOpcode, data: inout ByteBuffer) {
@@ -305,12 +374,18 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     /// Sends a close frame and closes the channel once it is written.
     func close(code: CloseCode, reason: String) {
+        close(rawCode: code.rawValue, reason: reason)
+    }
+
+    /// `close(code:reason:)` with any code: the echo of a client's close code (3000-4999 and the
+    /// IANA codes have no `CloseCode` case).
+    private func close(rawCode: UInt16, reason: String) {
         guard !closing, let context else { return }
         closing = true
         cancelTimers()
         backlog.removeAll()
         var data = context.channel.allocator.buffer(capacity: 2 + reason.utf8.count)
-        data.writeInteger(code.rawValue)
+        data.writeInteger(rawCode)
         data.writeString(String(reason.utf8.prefix(120)) ?? "")
         let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
         let loopContext = NIOLoopBound(context, eventLoop: context.eventLoop)

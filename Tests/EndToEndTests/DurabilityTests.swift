@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import GatewayTesting
 import Foundation
 import GatewayCore
+import GatewayTesting
 import StageAuth
 import Testing
 
@@ -34,22 +35,10 @@ struct DurabilityTests {
         try await AuthStageFactory.mintHS256(secret: secret, user: user, ttlSeconds: 3600, now: SystemClock().nowMillis(), issuer: nil, audience: nil)
     }
 
-    /// What one sender knows: the messages it sent and the ones acked, by client_msg_id.
-    actor Ledger {
-        var sent: [String: Address] = [:]
-        var acked: [String: String] = [:]
-        var ackCount = 0
-
-        func markSent(_ id: String, to: Address) { sent[id] = to }
-        func markAcked(_ id: String, messageID: String) {
-            if acked[id] == nil { ackCount += 1 }
-            acked[id] = messageID
-        }
-        func unacked() -> [(String, Address)] { sent.filter { acked[$0.key] == nil }.map { ($0.key, $0.value) }.sorted { $0.0 < $1.0 } }
-    }
-
-    /// Sends `messages` with up to `window` unacked, until done or the connection drops.
-    static func pump(port: Int, user: String, messages: [(String, Address)], window: Int, ledger: Ledger) async {
+    /// Sends `messages` with up to `window` unacked, until done or the connection drops; every
+    /// attempt and answer goes to `log`, with the users who must hold it (sender and peer, or
+    /// `groupMembers`). The `ref` is the `client_msg_id`, so an `error` names its send.
+    static func pump(port: Int, user: String, messages: [(String, Address)], groupMembers: Set<String>, window: Int, log: DurabilityChecker) async {
         guard let token = try? await token(user),
             let (stream, status, _) = try? await WebSocketStream.connect(port: port, headers: [("Authorization", "Bearer \(token)")]),
             status == 101
@@ -59,8 +48,13 @@ struct DurabilityTests {
         while next < messages.count || outstanding > 0 {
             while outstanding < window, next < messages.count {
                 let (id, to) = messages[next]
-                await ledger.markSent(id, to: to)
-                stream.send(sendFrame(to: to, body: ["n": .string(id)], id: id))
+                let recipients: Set<String> =
+                    switch to {
+                    case .user(let peer): [user, peer]
+                    case .group: groupMembers
+                    }
+                log.sent(sender: user, clientMsgID: id, to: to, recipients: recipients)
+                stream.send(sendFrame(to: to, body: ["n": .string(id)], id: id, ref: id))
                 next += 1
                 outstanding += 1
             }
@@ -69,9 +63,12 @@ struct DurabilityTests {
             case .text(let text):
                 guard let frame = (try? JSONParser.parse(text))?.objectValue else { continue }
                 if frame["type"]?.stringValue == "ack", let cid = frame["client_msg_id"]?.stringValue, let mid = frame["id"]?.stringValue {
-                    await ledger.markAcked(cid, messageID: mid)
+                    log.acked(sender: user, clientMsgID: cid, id: mid)
                     outstanding -= 1
                 } else if frame["type"]?.stringValue == "error" {
+                    if let cid = frame["client_msg_id"]?.stringValue ?? frame["ref"]?.stringValue {
+                        log.failed(sender: user, clientMsgID: cid, code: frame["code"]?.stringValue ?? "?")
+                    }
                     outstanding -= 1
                 }
             case .close, .disconnected:
@@ -81,6 +78,12 @@ struct DurabilityTests {
             }
         }
         stream.close()
+    }
+
+    /// What `user` resends after a restart: every attempt without an ack, then what it never sent.
+    static func remaining(_ log: DurabilityChecker, user: String, plan: [(String, Address)]) -> [(String, Address)] {
+        let sent = Set(log.operations.filter { $0.sender == user }.map(\.clientMsgID))
+        return log.unacked(sender: user).map { ($0.clientMsgID, $0.conversation) } + plan.filter { !sent.contains($0.0) }
     }
 
     static func inbox(http: HTTPClient, port: Int, user: String) async throws -> [JSONObject] {
@@ -122,29 +125,23 @@ struct DurabilityTests {
             planned[user] = (0..<500).map { n in ("\(user)-\(n)", n % 2 == 0 ? Address.user(peer) : Address.group("g_all")) }
         }
         let plans = planned
-        let ledgers = Dictionary(uniqueKeysWithValues: users.map { ($0, Ledger()) })
+        let log = DurabilityChecker()
         let killAfter = Int.random(in: 300...1200)
         let port = server.publicPort
         let firstServer = server
         await withTaskGroup(of: Void.self) { group in
             for user in users {
-                group.addTask { await Self.pump(port: port, user: user, messages: plans[user]!, window: 16, ledger: ledgers[user]!) }
+                group.addTask { await Self.pump(port: port, user: user, messages: plans[user]!, groupMembers: Set(users), window: 16, log: log) }
             }
             group.addTask {
-                // Kill at a random moment mid-stream.
-                while true {
-                    var total = 0
-                    for user in users { total += await ledgers[user]!.ackCount }
-                    if total >= killAfter { break }
-                    try? await Task.sleep(for: .milliseconds(2))
-                }
+                // Kill at a random moment mid-stream (polls the log: the kill lands mid-stream).
+                while log.ackedCount < killAfter { try? await Task.sleep(for: .milliseconds(2)) }
                 await firstServer.kill9()
             }
         }
-        var ackedBefore: [String: String] = [:]
-        for user in users { for (cid, mid) in await ledgers[user]!.acked { ackedBefore[cid] = mid } }
-        #expect(ackedBefore.count >= killAfter)
-        #expect(ackedBefore.count < 2000, "the kill came after everything was acked; nothing was tested")
+        let ackedBefore = log.ackedCount
+        #expect(ackedBefore >= killAfter)
+        #expect(ackedBefore < 2000, "the kill came after everything was acked; nothing was tested")
 
         // Restart on the same file; every sender resends what it has no ack for, then the rest.
         server = try await ChildGateway.start(configPath: configPath)
@@ -152,60 +149,19 @@ struct DurabilityTests {
         await withTaskGroup(of: Void.self) { group in
             for user in users {
                 group.addTask {
-                    let ledger = ledgers[user]!
-                    let sentIDs = Set(await ledger.sent.keys)
-                    let remaining = await ledger.unacked() + plans[user]!.filter { !sentIDs.contains($0.0) }
-                    await Self.pump(port: restartPort, user: user, messages: remaining, window: 16, ledger: ledger)
+                    let remaining = Self.remaining(log, user: user, plan: plans[user]!)
+                    await Self.pump(port: restartPort, user: user, messages: remaining, groupMembers: Set(users), window: 16, log: log)
                 }
             }
         }
-        var ackedAfter: [String: String] = [:]
-        for user in users { for (cid, mid) in await ledgers[user]!.acked { ackedAfter[cid] = mid } }
-        #expect(ackedAfter.count == 2000)
+        #expect(log.ackedCount == 2000)
 
         // Count, through the public sync API, as RELIABILITY.md says.
-        var lost = 0, duplicated = 0, unexpected = 0, torn = 0, order = 0, gaps = 0
-        var idsByClientMsgID: [String: Set<String>] = [:]
-        var inboxesByID: [String: Set<String>] = [:]
-        for user in users {
-            let inbox = try await Self.inbox(http: HTTPClient.shared, port: restartPort, user: user)
-            let seqs = inbox.compactMap { $0["seq"]?.int64Value }
-            if seqs != Array(1...Int64(max(seqs.count, 1))).prefix(seqs.count).map({ $0 }) { gaps += 1 }
-            let ids = inbox.compactMap { $0["id"]?.stringValue }
-            if Set(ids).count != ids.count { duplicated += ids.count - Set(ids).count }
-            var lastIDByConversation: [String: UInt64] = [:]
-            for message in inbox {
-                guard let id = message["id"]?.stringValue, let cid = message["client_msg_id"]?.stringValue, let from = message["from"]?.stringValue
-                else { continue }
-                idsByClientMsgID[from + "/" + cid, default: []].insert(id)
-                inboxesByID[id, default: []].insert(user)
-                if plans[from]?.contains(where: { $0.0 == cid }) != true { unexpected += 1 }
-                let conversation = message["to"]?["group"]?.stringValue.map { "g:" + $0 } ?? [from, message["to"]?["user"]?.stringValue ?? ""].sorted().joined(separator: "|")
-                let numeric = UInt64(id) ?? 0
-                if let last = lastIDByConversation[conversation], numeric <= last { order += 1 }
-                lastIDByConversation[conversation] = numeric
-            }
-        }
-        for (index, user) in users.enumerated() {
-            let peer = users[(index + 1) % users.count]
-            for (cid, to) in plans[user]! {
-                let ids = idsByClientMsgID[user + "/" + cid] ?? []
-                if ids.count > 1 { duplicated += 1 }
-                guard let id = ids.first else {
-                    if ackedBefore[cid] != nil || ackedAfter[cid] != nil { lost += 1 }
-                    continue
-                }
-                if let acked = ackedBefore[cid], acked != id { lost += 1 }
-                let expected: Set<String> = to == .group("g_all") ? Set(users) : [user, peer]
-                if inboxesByID[id] != expected { torn += 1 }
-            }
-        }
-        #expect(lost == 0)
-        #expect(duplicated == 0)
-        #expect(unexpected == 0)
-        #expect(torn == 0)
-        #expect(order == 0)
-        #expect(gaps == 0)
+        var inboxes: [String: [JSONObject]] = [:]
+        for user in users { inboxes[user] = try await Self.inbox(http: HTTPClient.shared, port: restartPort, user: user) }
+        let report = log.verify(inboxes: inboxes)
+        #expect(report.counts.isClean, "\(report)")
+        #expect(report.storedMessages == 2000)
         let status = await server.terminate()
         #expect(status == 0, "graceful shutdown after SIGTERM: \(server.output.suffix(500))")
     }

@@ -1,10 +1,11 @@
 import AsyncHTTPClient
 import Foundation
 import GatewayCore
+import GatewayTesting
 import Testing
 
 /// RELIABILITY.md: "`kill -9` in the middle of a large group's fanout: fanout is atomic; `torn`
-/// 0". Counting as `DurabilityTests` does, through the public API.
+/// 0". Counted by `DurabilityChecker` through the public `sync` API.
 @Suite("Group fanout across kill -9", .serialized)
 struct GroupDurabilityTests {
     static let groupSize = 500
@@ -65,31 +66,6 @@ struct GroupDurabilityTests {
         return (json["messages"]?.arrayValue ?? []).compactMap { $0["id"]?.stringValue }
     }
 
-    struct Count {
-        var torn = 0
-        var duplicated = 0
-        var gaps = 0
-        var order = 0
-        var unexpected = 0
-    }
-
-    /// Counts every stored message's inbox entries across all members.
-    static func count(port: Int, stored: [String]) async throws -> Count {
-        var count = Count()
-        var holders: [String: Int] = [:]
-        for (_, inbox) in try await inboxes(port: port) {
-            let ids = inbox.compactMap { $0["id"]?.stringValue }
-            count.duplicated += ids.count - Set(ids).count
-            if inbox.map({ $0["seq"]?.int64Value }) != (0..<inbox.count).map({ Int64($0 + 1) }) { count.gaps += 1 }
-            if ids != ids.sorted(by: { UInt64($0)! < UInt64($1)! }) { count.order += 1 }
-            for id in ids { holders[id, default: 0] += 1 }
-        }
-        let storedSet = Set(stored)
-        count.torn = stored.filter { holders[$0] != groupSize }.count
-        count.unexpected = holders.keys.filter { !storedSet.contains($0) }.count
-        return count
-    }
-
     @Test(arguments: StoreBackend.allCases) func killNineMidFanoutToA500MemberGroupLeavesNoTornFanout(backend: StoreBackend) async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("chatgate-groupdur-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -108,66 +84,50 @@ struct GroupDurabilityTests {
         let plans = Dictionary(uniqueKeysWithValues: Self.senders.map { sender in
             (sender, (0..<Self.perSender).map { n in ("\(sender)-\(n)", Address.group("g_big")) })
         })
-        let ledgers = Dictionary(uniqueKeysWithValues: Self.senders.map { ($0, DurabilityTests.Ledger()) })
+        let log = DurabilityChecker()
+        let memberSet = Set(Self.users)
         let total = Self.senders.count * Self.perSender
         let killAfter = Int.random(in: 20...150)
         let port = server.publicPort
         let firstServer = server
         await withTaskGroup(of: Void.self) { group in
             for sender in Self.senders {
-                group.addTask { await DurabilityTests.pump(port: port, user: sender, messages: plans[sender]!, window: 8, ledger: ledgers[sender]!) }
+                group.addTask { await DurabilityTests.pump(port: port, user: sender, messages: plans[sender]!, groupMembers: memberSet, window: 8, log: log) }
             }
             group.addTask {
-                while true {
-                    var acked = 0
-                    for sender in Self.senders { acked += await ledgers[sender]!.ackCount }
-                    if acked >= killAfter { break }
-                    // Polls the ledgers (not a synchronization sleep): the kill lands mid-stream.
-                    try? await Task.sleep(for: .milliseconds(2))
-                }
+                // Polls the log (not a synchronization sleep): the kill lands mid-stream.
+                while log.ackedCount < killAfter { try? await Task.sleep(for: .milliseconds(2)) }
                 await firstServer.kill9()
             }
         }
-        var ackedBefore: [String: String] = [:]
-        for sender in Self.senders { for (cid, mid) in await ledgers[sender]!.acked { ackedBefore[cid] = mid } }
+        let ackedBefore = log.operations.compactMap(\.ackedIDs.first)
         #expect(ackedBefore.count >= killAfter)
         #expect(ackedBefore.count < total, "the kill came after everything was acked; nothing was tested")
 
-        // Right after the restart: every stored message is in all 500 inboxes or in none.
+        // Right after the restart: every stored message is in all 500 inboxes or in none, and
+        // every acked one is stored.
         server = try await ChildGateway.start(configPath: configPath)
         let restartPort = server.publicPort
+        let afterKill = log.verify(inboxes: try await Self.inboxes(port: restartPort))
+        #expect(afterKill.counts.isClean, "\(afterKill)")
         let storedAfterKill = try await Self.stored(port: restartPort)
-        let afterKill = try await Self.count(port: restartPort, stored: storedAfterKill)
-        #expect(afterKill.torn == 0)
-        #expect(afterKill.duplicated == 0)
-        #expect(afterKill.gaps == 0)
-        #expect(afterKill.order == 0)
-        #expect(afterKill.unexpected == 0)
-        #expect(Set(ackedBefore.values).isSubset(of: Set(storedAfterKill)), "an acked message is missing")
+        #expect(Set(ackedBefore).isSubset(of: Set(storedAfterKill)), "an acked message is missing from the history")
 
         // The senders resend what has no ack, then the rest; everything ends stored once.
         await withTaskGroup(of: Void.self) { group in
             for sender in Self.senders {
                 group.addTask {
-                    let ledger = ledgers[sender]!
-                    let sent = Set(await ledger.sent.keys)
-                    let remaining = await ledger.unacked() + plans[sender]!.filter { !sent.contains($0.0) }
-                    await DurabilityTests.pump(port: restartPort, user: sender, messages: remaining, window: 8, ledger: ledger)
+                    let remaining = DurabilityTests.remaining(log, user: sender, plan: plans[sender]!)
+                    await DurabilityTests.pump(port: restartPort, user: sender, messages: remaining, groupMembers: memberSet, window: 8, log: log)
                 }
             }
         }
-        var ackedAfter: [String: String] = [:]
-        for sender in Self.senders { for (cid, mid) in await ledgers[sender]!.acked { ackedAfter[cid] = mid } }
-        #expect(ackedAfter.count == total)
-        for (cid, id) in ackedBefore { #expect(ackedAfter[cid] == id, "\(cid) acked twice with different ids") }
+        #expect(log.ackedCount == total)
+        let atEnd = log.verify(inboxes: try await Self.inboxes(port: restartPort))
+        #expect(atEnd.counts.isClean, "\(atEnd)")
+        #expect(atEnd.storedMessages == total)
         let storedAtEnd = try await Self.stored(port: restartPort)
-        #expect(Set(storedAtEnd) == Set(ackedAfter.values), "stored ≠ acked")
-        let atEnd = try await Self.count(port: restartPort, stored: storedAtEnd)
-        #expect(atEnd.torn == 0)
-        #expect(atEnd.duplicated == 0)
-        #expect(atEnd.gaps == 0)
-        #expect(atEnd.order == 0)
-        #expect(atEnd.unexpected == 0)
+        #expect(Set(storedAtEnd) == Set(log.operations.compactMap(\.ackedIDs.first)), "history ≠ acked")
         let status = await server.terminate()
         #expect(status == 0, "graceful shutdown after SIGTERM: \(server.output.suffix(500))")
     }

@@ -139,6 +139,11 @@ extension ClientFrame {
         guard let body = object["body"] else { throw .badFrame("missing 'body'") }
         let clientMsgID = try string("client_msg_id", required: true)!
         guard !clientMsgID.isEmpty else { throw .badFrame("'client_msg_id' must not be empty") }
+        // No control characters: the store keeps text up to a NUL, so "\u0000a" and "\u0000b"
+        // would collide as one key (found by the frame fuzzer).
+        guard !clientMsgID.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+            throw .badFrame("'client_msg_id' must not contain control characters")
+        }
         var attachments: [JSONValue]?
         if let value = object["attachments"], !value.isNull {
             guard let array = value.arrayValue else { throw .badFrame("'attachments' must be an array") }
