@@ -1,4 +1,4 @@
-import ChatClient
+import GatewayTesting
 import Foundation
 import GatewayCore
 import NIOCore

@@ -1,5 +1,5 @@
 import AsyncHTTPClient
-import ChatClient
+import GatewayTesting
 import Foundation
 import GatewayCore
 import NIOCore

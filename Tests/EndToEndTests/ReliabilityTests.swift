@@ -1,5 +1,4 @@
 import AsyncHTTPClient
-import ChatClient
 import Foundation
 import GatewayCore
 import GatewayTesting
