@@ -39,8 +39,9 @@ struct ConnectionLimitTests {
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(closed) } }
             .connect(host: "127.0.0.1", port: gateway.port).get()
-        // One byte of a request line, then nothing.
-        try await channel.writeAndFlush(ByteBuffer(string: "G")).get()
+        // One byte of a request line, then nothing. (On a loaded machine the deadline may pass
+        // before the byte is written: the write then fails, and the close is what counts.)
+        try? await channel.writeAndFlush(ByteBuffer(string: "G")).get()
         try await channel.closeFuture.get()
         #expect(closed.value)
         await gateway.stop()

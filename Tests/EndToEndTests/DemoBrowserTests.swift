@@ -10,7 +10,8 @@ struct DemoBrowserTests {
     @Test(.enabled(if: PythonTools.hasBrowser || PythonTools.isCI, Comment(rawValue: PythonTools.missingBrowser)))
     func twoPeopleChatOnTwoTransports() async throws {
         try #require(PythonTools.hasBrowser, Comment(rawValue: PythonTools.missingBrowser))
-        let gateway = try await TestGateway.start(extra: "demo: { enabled: true }")
+        // With the media stage, so the image attachment gets its thumbnail.
+        let gateway = try await TestGateway.start(extra: "demo: { enabled: true }", pipeline: MediaTests.pipeline)
         let shots = PythonTools.root.appendingPathComponent("artifacts/demo")
         try? FileManager.default.removeItem(at: shots)
         let script = PythonTools.root.appendingPathComponent("scripts/check-demo-chat.py").path

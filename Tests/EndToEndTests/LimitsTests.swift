@@ -14,7 +14,7 @@ import Testing
 @Suite("Limits that hold")
 struct LimitsTests {
     @Test func maxConnectionsCountsEverySocketUntilItCloses() async throws {
-        let gateway = try await TestGateway.start(extra: "limits: { max_connections: 3 }")
+        let gateway = try await TestGateway.start(extra: "limits: { max_connections: 3, auth_timeout_ms: 60000 }")
         // Three token-less upgrades: each holds a place though no session exists yet.
         var open: [WebSocketStream] = []
         for _ in 0..<3 {
@@ -36,9 +36,11 @@ struct LimitsTests {
         _ = try await open[1].closeCode()
         var admitted = false
         for _ in 0..<50 where !admitted {
-            let (stream, status, _) = try await WebSocketStream.connect(port: gateway.port)
-            admitted = status == 101
-            if admitted { open.append(stream) } else { try await Task.sleep(for: .milliseconds(20)) }
+            // Until the server has processed the close, the refusal may come before the
+            // handshake is written (the client's write then fails).
+            let attempt = try? await WebSocketStream.connect(port: gateway.port)
+            admitted = attempt?.status == 101
+            if let attempt, admitted { open.append(attempt.stream) } else { try await Task.sleep(for: .milliseconds(20)) }
         }
         #expect(admitted)
         // The admin port is not counted: health still answers.

@@ -61,6 +61,8 @@ final class TestGateway: Sendable {
             ("node", "node: { id: test-node, worker_id: 7 }"),
             ("listen", "listen: { public: { host: 127.0.0.1, port: 0 }, admin: { host: 127.0.0.1, port: 0, token: admin-test-token } }"),
             ("store", "store: { kind: sqlite, path: \"\(directory.path)/chat.db\", durability: relaxed }"),
+            // Blobs in the test's own directory, never the working directory's data/.
+            ("media", "media: { dir: \"\(directory.path)/media\" }"),
         ]
         // A section given in `extra` replaces the default one.
         let given = Set(extra.split(separator: "\n").compactMap { line in line.split(separator: ":").first.map(String.init) })
