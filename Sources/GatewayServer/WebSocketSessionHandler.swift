@@ -100,6 +100,20 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
         self.context = nil
     }
 
+    /// The client closed its side of the TCP connection without a close frame (an app killed, a
+    /// load generator, a proxy timing out). Hummingbird's server allows remote half-closure for
+    /// HTTP, so NIO keeps the channel open and says so with `inputClosed`: nothing more can come
+    /// on a WebSocket, so the connection ends here, at once, rather than sitting in CLOSE-WAIT
+    /// until the heartbeat sweep finds it silent.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            closing = true
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         cancelTimers()
         connection?.closed(by: self)

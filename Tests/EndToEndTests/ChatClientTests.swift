@@ -1,6 +1,7 @@
 import ChatClient
 import Foundation
 import GatewayCore
+import MediaStore
 import NIOCore
 import NIOPosix
 import StageAuth
@@ -175,6 +176,41 @@ struct ChatClientTests {
         await alice.close()
         await bob.close()
         await proxy.stop()
+        await gateway.stop()
+    }
+
+    /// The SDK's media calls against the real media stage: an upload becomes an attachment that
+    /// reaches the recipient with its `url` and `thumbnail_url`, both downloaded through the SDK.
+    @Test func mediaUploadedThroughTheSDKArrivesAsAnAttachmentTheRecipientDownloads() async throws {
+        let gateway = try await MediaTests.start()
+        let token = { @Sendable (user: String) in try await gateway.token(user) }
+        let alice = ChatClient(configuration: .init(port: gateway.port, transport: .webSocket), token: { try await token("alice") })
+        let bob = ChatClient(configuration: .init(port: gateway.port, transport: .longPoll), token: { try await token("bob") })
+        let inbox = Inbox(bob)
+        try await alice.connect()
+        try await bob.connect()
+        let png = try Thumbnailer.syntheticImage(width: 640, height: 480, format: ".png")
+        let uploaded = try await alice.upload(png, contentType: "image/png", name: "cat.png")
+        let id = try #require(uploaded["media_id"]?.stringValue)
+        #expect(uploaded["width"]?.int64Value == 640)
+        _ = try await alice.send(to: .user("bob"), body: ["text": "a cat"], attachments: [["media_id": .string(id)]])
+        await inbox.wait(for: 1, seconds: 10)
+        let attachment = try #require(inbox.messages.first?.attachments.first)
+        #expect(attachment["media_id"]?.stringValue == id)
+        let url = try #require(attachment["url"]?.stringValue)
+        let original = try await bob.download(url)
+        #expect(original.bytes == png, "the recipient gets the uploaded bytes")
+        #expect(original.contentType == "image/png")
+        let thumbnailURL = try #require(attachment["thumbnail_url"]?.stringValue)
+        let thumbnail = try await bob.download(thumbnailURL)
+        #expect(thumbnail.contentType == "image/jpeg")
+        #expect(Array(thumbnail.bytes.prefix(2)) == [0xFF, 0xD8], "a JPEG")
+        // A third user may not read it.
+        let carol = ChatClient(configuration: .init(port: gateway.port, transport: .webSocket), token: { try await token("carol") })
+        await #expect(throws: ChatError.self) { _ = try await carol.download(url) }
+        await alice.close()
+        await bob.close()
+        await carol.close()
         await gateway.stop()
     }
 
