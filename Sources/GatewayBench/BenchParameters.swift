@@ -81,7 +81,7 @@ public struct BenchParameters: Sendable, Equatable {
     /// `groupSize`, or its default.
     public var effectiveGroupSize: Int { groupSize ?? 20 }
     /// `connections` as asked, or its default (the run caps it by the open-files limit).
-    public var effectiveConnections: Int { connections ?? 10_000 }
+    public var effectiveConnections: Int { connections ?? (scenario == .churn ? 100_000 : 10_000) }
     /// `storm` always sends at a fixed rate: a light load that is in flight when the gateway dies.
     public var effectiveRate: Double? { scenario == .storm ? (rate ?? 1_000) : rate }
     /// `fanout --fanout-on-read`: the `fanout` stage's `fanout_on_read_above` of the extra
