@@ -187,6 +187,12 @@ public struct PushStage: Stage, PushRegistrationPolicy, PushFigureSource {
         guard let devices = context.stores.devices, let queue = context.stores.pushQueue else {
             throw PushSettingsError(description: "the push stage needs a store with push targets and a push queue (the sqlite store has them)")
         }
+        // Receivers verify the signature with this secret: a published placeholder signs nothing.
+        if context.exposure == .network, settings.providers.webhook?.secret?.isPublishedDefault == true {
+            throw PushSettingsError(
+                description: "providers.webhook.secret is a published placeholder and the public listener is reachable from the network: "
+                    + "set PUSH_WEBHOOK_SECRET to a secret of your own (openssl rand -hex 32), or listen on 127.0.0.1")
+        }
         if settings.confirmMs > 0 {
             let missing = Set<FrameKind>([.send, .read, .delivered]).subtracting(context.on)
             if !missing.isEmpty {
