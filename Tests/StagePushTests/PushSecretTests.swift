@@ -24,6 +24,7 @@ struct PushSecretTests {
             "\(error)".contains("PUSH_WEBHOOK_SECRET")
         }
         try Self.build(secret: "change-me", exposure: .loopback)
+        #expect(throws: (any Error).self) { try Self.build(secret: "dev-only-push-secret-change-me", exposure: .network) }
         try Self.build(secret: "a-secret-of-our-own-0123456789-abcdef", exposure: .network)
     }
 }

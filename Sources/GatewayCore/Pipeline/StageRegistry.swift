@@ -164,7 +164,7 @@ public struct Secret: Codable, Sendable, Hashable, CustomStringConvertible, Cust
 
     /// The placeholder values of `config.yaml` and the docs.
     public static let publishedDefaults: Set<String> = [
-        "dev-only-secret-change-me-0123456789", "change-me", "change-me-0123456789-0123456789-0123",
+        "dev-only-secret-change-me-0123456789", "change-me", "change-me-0123456789-0123456789-0123", "dev-only-push-secret-change-me",
     ]
 
     public var description: String { Self.redacted }
