@@ -303,6 +303,19 @@ enum RawHTTP {
         return collector.text
     }
 
+    /// Everything a server sends on a fresh socket until it closes it, the client sending
+    /// nothing (a socket answered at accept: `ConnectionAdmission`).
+    static func answerBeforeAnyRequest(port: Int) async throws -> String {
+        let collector = ResponseCollector()
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(collector) }
+            }
+            .connect(host: "127.0.0.1", port: port).get()
+        try await channel.closeFuture.get()
+        return collector.text
+    }
+
     final class ResponseCollector: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = ByteBuffer
         // Guarded by `lock`.

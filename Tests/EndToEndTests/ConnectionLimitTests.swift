@@ -24,7 +24,7 @@ struct ConnectionLimitTests {
         // A third connection from this address (bob): fine; a fourth: 429.
         _ = try await gateway.connect("bob")
         // The fourth socket from this address is answered 429 before anything is read.
-        let fourth = try await LimitsTests.rawAnswer(port: gateway.port)
+        let fourth = try await RawHTTP.answerBeforeAnyRequest(port: gateway.port)
         #expect(fourth.hasPrefix("HTTP/1.1 429"), "\(fourth)")
         // Existing sessions are unaffected and the health check answers.
         first.send(["type": "ping", "ref": "still"])

@@ -153,13 +153,6 @@ struct LifecycleTests {
 /// closed connection (9.6 MB over this churn); the bound here is a fifth of that.
 @Suite("Connection churn memory")
 struct ChurnMemoryTests {
-    static func rssBytes(of pid: Int32) throws -> Int {
-        let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
-        let line = try #require(status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") })
-        let kilobytes = try #require(Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]))
-        return kilobytes * 1024
-    }
-
     @Test func residentMemoryStaysFlatOverThousandsOfClosedConnections() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("chatgate-churn-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -182,10 +175,10 @@ struct ChurnMemoryTests {
         }
         // Warm-up: pools, caches and the allocator's arenas reach their working size.
         try await churn(1000)
-        let before = try Self.rssBytes(of: server.process.processIdentifier)
+        let before = try #require(ProcessRSS.of(pid: server.process.processIdentifier))
         let measured = 2000
         try await churn(measured)
-        let after = try Self.rssBytes(of: server.process.processIdentifier)
+        let after = try #require(ProcessRSS.of(pid: server.process.processIdentifier))
         let perThousand = Double(after - before) / Double(measured) * 1000
         #expect(after - before < 2 << 20, "RSS grew \(after - before) bytes over \(measured) closed connections (\(Int(perThousand)) B per 1,000)")
         _ = await server.terminate()

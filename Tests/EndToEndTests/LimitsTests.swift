@@ -24,7 +24,7 @@ struct LimitsTests {
         }
         // The fourth socket is answered 503 and closed before anything is read from it.
         let token = try await gateway.token("alice")
-        let answer = try await Self.rawAnswer(port: gateway.port)
+        let answer = try await RawHTTP.answerBeforeAnyRequest(port: gateway.port)
         #expect(answer.hasPrefix("HTTP/1.1 503"), "\(answer)")
         #expect(answer.contains("unavailable") && answer.contains("Retry-After: 5"))
         #expect(gateway.gateway.stats.refusedConnections.load(ordering: .relaxed) == 1)
@@ -46,26 +46,6 @@ struct LimitsTests {
         // The admin port is not counted: health still answers.
         #expect(try await gateway.request(.GET, "/healthz", admin: true).status == 200)
         await gateway.stop()
-    }
-
-    /// Everything a server sends on a fresh socket until it closes it (the client sends nothing).
-    static func rawAnswer(port: Int) async throws -> String {
-        let collector = Collector()
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .channelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(collector) } }
-            .connect(host: "127.0.0.1", port: port).get()
-        try await channel.closeFuture.get()
-        return try await channel.eventLoop.submit { collector.text }.get()
-    }
-
-    final class Collector: ChannelInboundHandler, @unchecked Sendable {
-        typealias InboundIn = ByteBuffer
-        // Written on the event loop, read on it after the channel closed.
-        var text = ""
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            var buffer = unwrapInboundIn(data)
-            text += buffer.readString(length: buffer.readableBytes) ?? ""
-        }
     }
 
     @Test func longPollSessionsCountUnderThePerUserAndPerAddressCaps() async throws {

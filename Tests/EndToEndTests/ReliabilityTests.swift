@@ -159,7 +159,7 @@ struct ReliabilityTests {
         let carol = try await gateway.token("carol")
         // (The socket is answered at accept, before any request: a handshake written to it may
         // find it already closed, so the test only reads.)
-        let refused = try await LimitsTests.rawAnswer(port: gateway.port)
+        let refused = try await RawHTTP.answerBeforeAnyRequest(port: gateway.port)
         #expect(refused.hasPrefix("HTTP/1.1 503"), "\(refused.prefix(80))")
         #expect(refused.lowercased().contains("retry-after: 5"))
         let open = try await gateway.request(.POST, "/v1/lp/open", token: carol, body: "")
@@ -192,7 +192,7 @@ struct ReliabilityTests {
         // token or not, and the first one's `auth` then opens its session.
         let (late, lateStatus, _) = try await WebSocketStream.connect(port: gateway.port)
         #expect(lateStatus == 101)
-        let refused = try await LimitsTests.rawAnswer(port: gateway.port)
+        let refused = try await RawHTTP.answerBeforeAnyRequest(port: gateway.port)
         #expect(refused.hasPrefix("HTTP/1.1 503"), "\(refused)")
         let bobToken = try await gateway.token("bob")
         late.send(["type": "auth", "token": .string(bobToken), "ref": "a"])
