@@ -50,9 +50,7 @@ struct WebSocketHandshake: Sendable {
             return .refuse(status: 403, error: .forbidden("origin not allowed"), headers: [])
         }
         if echo { return .accept(identity: nil, echo: true) }
-        guard gateway.hub.hasCapacity else {
-            return .refuse(status: 503, error: .unavailable("this node is at capacity"), headers: [("Retry-After", "5")])
-        }
+        // `limits.max_connections` was applied when the socket was accepted (`ConnectionAdmission`).
         guard gateway.hub.canOpen(fromAddress: remoteAddress) else {
             return .refuse(status: 429, error: GatewayError(.rateLimited, "too many connections from this address"), headers: [("Retry-After", "5")])
         }

@@ -24,8 +24,7 @@ struct Bootstrap {
     ) async throws -> Bootstrap {
         let store = try await openStore(given.store, logger: logger)
         let hub = SessionHub(
-            maxSessionsPerUser: given.limits.maxSessionsPerUser, maxConnections: given.limits.maxConnections,
-            maxConnectionsPerIP: given.limits.maxConnectionsPerIP)
+            maxSessionsPerUser: given.limits.maxSessionsPerUser, maxConnectionsPerIP: given.limits.maxConnectionsPerIP)
         let joined: (GatewayConfiguration, Stores, NodeLease?)
         do {
             joined = try await joinCluster(store: store, configuration: given, hub: hub, clock: clock, logger: logger)

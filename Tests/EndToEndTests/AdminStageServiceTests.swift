@@ -65,7 +65,7 @@ struct AdminStageServiceTests {
         let logger = Logger(label: "probe", factory: { _ in SwiftLogNoOpLogHandler() })
         let store = InMemoryStore()
         let stores = Stores(store)
-        let hub = SessionHub(maxSessionsPerUser: 8, maxConnections: 100)
+        let hub = SessionHub(maxSessionsPerUser: 8)
         let clock = SystemClock()
         let build: @Sendable (GatewayConfiguration) throws -> Pipeline = { config in
             try Pipeline.build(config.pipeline, registry: registry, logger: logger, clock: clock, stores: stores, presence: hub, node: config.node)

@@ -9,7 +9,6 @@ public final class SessionHub: PresenceQuery, Sendable {
     private let websocketCount = ManagedAtomic<Int>(0)
     private let longpollCount = ManagedAtomic<Int>(0)
     private let maxSessionsPerUser: Int
-    private let maxConnections: Int
     private let maxConnectionsPerIP: Int
     /// Guards the number of live sessions per peer address.
     private let perIP = Mutex<[String: Int]>([:])
@@ -23,9 +22,10 @@ public final class SessionHub: PresenceQuery, Sendable {
         init(_ call: @escaping @Sendable (String, Bool) -> Void) { self.call = call }
     }
 
-    public init(maxSessionsPerUser: Int, maxConnections: Int, maxConnectionsPerIP: Int = .max) {
+    /// `limits.max_connections` is not the hub's: the transport admits sockets and long-poll
+    /// sessions under it (`ConnectionAdmission`) before any session is registered.
+    public init(maxSessionsPerUser: Int, maxConnectionsPerIP: Int = .max) {
         self.maxSessionsPerUser = maxSessionsPerUser
-        self.maxConnections = maxConnections
         self.maxConnectionsPerIP = maxConnectionsPerIP
     }
 
@@ -45,8 +45,6 @@ public final class SessionHub: PresenceQuery, Sendable {
         observer.withLock { $0 }?.call(user, online)
     }
 
-    /// Whether one more connection fits under `limits.max_connections`.
-    public var hasCapacity: Bool { connectionCount < maxConnections }
 
     public var connectionCount: Int {
         websocketCount.load(ordering: .relaxed) + longpollCount.load(ordering: .relaxed)
