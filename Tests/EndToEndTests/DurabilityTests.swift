@@ -80,6 +80,18 @@ struct DurabilityTests {
         stream.close()
     }
 
+    /// Resends, as a client does after a restart, everything of `plan` without an ack (same
+    /// `client_msg_id`), again while sends are refused as `unavailable` (a node that has just
+    /// started may refuse for a moment: on PostgreSQL while its lease settles), at most 5 rounds.
+    static func resend(port: Int, user: String, plan: [(String, Address)], groupMembers: Set<String>, window: Int, log: DurabilityChecker) async {
+        for round in 0..<5 {
+            let remaining = Self.remaining(log, user: user, plan: plan)
+            if remaining.isEmpty { return }
+            if round > 0 { try? await Task.sleep(for: .milliseconds(200 * round)) }  // backoff, as a client's
+            await pump(port: port, user: user, messages: remaining, groupMembers: groupMembers, window: window, log: log)
+        }
+    }
+
     /// What `user` resends after a restart: every attempt without an ack, then what it never sent.
     static func remaining(_ log: DurabilityChecker, user: String, plan: [(String, Address)]) -> [(String, Address)] {
         let sent = Set(log.operations.filter { $0.sender == user }.map(\.clientMsgID))
@@ -149,8 +161,7 @@ struct DurabilityTests {
         await withTaskGroup(of: Void.self) { group in
             for user in users {
                 group.addTask {
-                    let remaining = Self.remaining(log, user: user, plan: plans[user]!)
-                    await Self.pump(port: restartPort, user: user, messages: remaining, groupMembers: Set(users), window: 16, log: log)
+                    await Self.resend(port: restartPort, user: user, plan: plans[user]!, groupMembers: Set(users), window: 16, log: log)
                 }
             }
         }

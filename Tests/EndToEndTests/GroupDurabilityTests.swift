@@ -117,8 +117,7 @@ struct GroupDurabilityTests {
         await withTaskGroup(of: Void.self) { group in
             for sender in Self.senders {
                 group.addTask {
-                    let remaining = DurabilityTests.remaining(log, user: sender, plan: plans[sender]!)
-                    await DurabilityTests.pump(port: restartPort, user: sender, messages: remaining, groupMembers: memberSet, window: 8, log: log)
+                    await DurabilityTests.resend(port: restartPort, user: sender, plan: plans[sender]!, groupMembers: memberSet, window: 8, log: log)
                 }
             }
         }
