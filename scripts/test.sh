@@ -6,6 +6,8 @@
 # Arguments go to `swift test` (e.g. --filter ChatTests) and skip the guide check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# CI runs with no standard input at all; give every child a real one.
+exec </dev/null
 scripts/setup.sh
 scripts/setup-media.sh
 scripts/setup-browser.sh
@@ -21,8 +23,42 @@ fi
 # starved (and their timeouts fire) when everything runs at once, so they run after the rest,
 # one test at a time.
 isolated='AdminBrowserTests|DemoBrowserTests|ChatClientTests|ChatCommandTests|DurabilityTests|ChurnMemoryTests|EndToEndTests\.PushTests|PostgresRestartTests|PresenceTests|SessionTimerTests|TLSTests|ClusterLeaseTests|EndToEndTests\.AdminTests'
-swift test --skip-build --skip "$isolated"
-swift test --skip-build --no-parallel --filter "$isolated"
+# `phase SECONDS swift-test-arguments…`: one `swift test` run with a watchdog. SwiftPM prints a
+# run's output only when it ends, so a run that hangs would show nothing until CI's own limit:
+# past SECONDS the watchdog prints what runs (and each test thread's stack when gdb is
+# there), then ends the run, which fails the phase.
+phase() {
+  local limit=$1 waited=0
+  shift
+  swift test --skip-build "$@" &
+  local run=$!
+  (
+    while kill -0 "$run" 2>/dev/null; do
+      sleep 5
+      waited=$((waited + 5))
+      if ((waited >= limit)); then
+        echo "test phase still running after ${limit} s: swift test $*" >&2
+        ps -ef --forest >&2 || true
+        for pid in $(pgrep -f 'PackageTests.xctest' || true); do
+          if command -v gdb >/dev/null; then
+            gdb -p "$pid" -batch -ex 'thread apply all bt 12' 2>/dev/null | grep -E '^(#|Thread)' | cut -c1-220 >&2 || true
+          fi
+        done
+        pkill -TERM -f 'PackageTests.xctest' || true
+        kill -TERM "$run" 2>/dev/null || true
+        break
+      fi
+    done
+  ) &
+  local watchdog=$!
+  local status=0
+  wait "$run" || status=$?
+  wait "$watchdog" 2>/dev/null || true
+  return "$status"
+}
+phase 900 --skip "$isolated"
+phase 1200 --no-parallel --filter "$isolated"
 # The heavy reliability tests (Autobahn, the frame fuzzer, idle connections), alone and one at a time.
-CHATGATE_HEAVY_TESTS=1 swift test --skip-build --no-parallel --filter 'AutobahnTests|FrameFuzzTests|thousandsOfIdleConnections'
+export CHATGATE_HEAVY_TESTS=1
+phase 1200 --no-parallel --filter 'AutobahnTests|FrameFuzzTests|thousandsOfIdleConnections'
 scripts/check-stage-docs.sh

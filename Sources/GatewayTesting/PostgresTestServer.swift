@@ -131,32 +131,15 @@ public final class PostgresTestServer: Sendable {
         }
     }
 
-    /// Runs a program to its end; throws with its output when it fails.
-    ///
-    /// Spawned and reaped with `posix_spawn` and `waitpid`, its output into a file: the server
-    /// `pg_ctl` starts inherits the child's descriptors (a pipe would never reach its end), and
-    /// `waitpid` returns however busy the process's threads are.
+    /// Runs a program to its end; throws with its output when it fails. Its output goes into a
+    /// file: the server `pg_ctl` starts inherits the child's descriptors (a pipe would never
+    /// reach its end).
     static func run(_ path: String, _ arguments: [String]) throws {
         let executable = FileManager.default.isExecutableFile(atPath: path) ? path : "/usr" + path
         let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("chatgate-pg-run-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: outputPath) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { for pointer in argv { free(pointer) } }
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, executable, &actions, nil, argv, environ)
-        guard spawned == 0 else { throw TestServerError("cannot run \(executable): error \(spawned)") }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) == -1 {
-            guard errno == EINTR else { throw TestServerError("waitpid failed for \(executable): errno \(errno)") }
-        }
-        // Exited normally with 0 (WIFEXITED and WEXITSTATUS, by hand: they are C macros).
-        guard status & 0x7f == 0, (status >> 8) & 0xff == 0 else {
+        let status = try Command.runBlocking(executable, arguments, outputPath: outputPath)
+        guard status == 0 else {
             let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
             throw TestServerError("\(executable) \(arguments.joined(separator: " ")) failed (status \(status)): \(text)")
         }

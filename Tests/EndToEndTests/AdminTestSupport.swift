@@ -1,5 +1,6 @@
 import Foundation
 import GatewayCore
+import GatewayTesting
 import Logging
 import Synchronization
 import Testing
@@ -33,18 +34,7 @@ enum PythonTools {
     }
 
     private static func canImport(_ module: String) -> Bool {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", "import \(module)"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        do {
-            try process.run()
-        } catch {
-            return false
-        }
-        process.waitUntilExit()
-        return process.terminationStatus == 0
+        Command.succeeds("python3", ["-c", "import \(module)"])
     }
 
     /// Runs `python3 arguments…` with `input` on stdin; killed after `timeout` seconds.
@@ -57,37 +47,11 @@ enum PythonTools {
         try Data(input.utf8).write(to: files[0])
         _ = FileManager.default.createFile(atPath: files[1].path, contents: nil)
         _ = FileManager.default.createFile(atPath: files[2].path, contents: nil)
-        let stdin = try FileHandle(forReadingFrom: files[0])
-        let stdout = try FileHandle(forWritingTo: files[1])
-        let stderr = try FileHandle(forWritingTo: files[2])
-        defer {
-            try? stdin.close()
-            try? stdout.close()
-            try? stderr.close()
-        }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3"] + arguments
-        process.standardInput = stdin
-        process.standardOutput = stdout
-        process.standardError = stderr
-        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-            process.terminationHandler = { process in continuation.resume(returning: process.terminationStatus) }
-            do {
-                try process.run()
-            } catch {
-                process.terminationHandler = nil
-                continuation.resume(throwing: error)
-                return
-            }
-            let pid = process.processIdentifier
-            DispatchQueue.global().asyncAfter(deadline: .now() + timeout) {
-                if process.isRunning { kill(pid, SIGKILL) }
-            }
-        }
+        let status = try await Command.run(
+            "python3", arguments, stdin: files[0].path, stdout: files[1].path, stderr: files[2].path, timeout: .seconds(timeout))
         let out = String(decoding: (try? Data(contentsOf: files[1])) ?? Data(), as: UTF8.self)
         let err = String(decoding: (try? Data(contentsOf: files[2])) ?? Data(), as: UTF8.self)
-        return Result(status: status, stdout: out, stderr: err)
+        return Result(status: status.exitCode, stdout: out, stderr: err)
     }
 
     /// One sample of a parsed exposition.

@@ -267,7 +267,7 @@ struct AdminTests {
         }
 
         try TestGateway.yaml(directory: directory, extra: "", pipeline: Self.strictPersist).write(toFile: path, atomically: true, encoding: .utf8)
-        kill(child.process.processIdentifier, SIGHUP)
+        kill(child.pid, SIGHUP)
         #expect(try await logged("pipeline reloaded"), "\(child.output)")
         alice.send(sendFrame(to: .user("bob"), body: "hello world", id: "a2"))
         #expect(try await alice.nextFrame()["code"]?.stringValue == "too_large")
@@ -276,7 +276,7 @@ struct AdminTests {
             .replacingOccurrences(of: "- stage: fanout", with: "- stage: fanot")
         let line = try #require(broken.split(separator: "\n", omittingEmptySubsequences: false).firstIndex { $0.contains("fanot") }) + 1
         try broken.write(toFile: path, atomically: true, encoding: .utf8)
-        kill(child.process.processIdentifier, SIGHUP)
+        kill(child.pid, SIGHUP)
         #expect(try await logged("pipeline reload failed"), "\(child.output)")
         #expect(child.output.contains("\(path):\(line):"), "the diagnostics name the file and line: \(child.output)")
         alice.send(sendFrame(to: .user("bob"), body: "hello world", id: "a3"))

@@ -1,4 +1,5 @@
 import Foundation
+import GatewayTesting
 import GatewayCore
 import Testing
 
@@ -40,17 +41,6 @@ struct AutobahnTests {
 extension PythonTools {
     /// Whether `python3 -c "import <module>"` succeeds.
     static func canImportModule(_ module: String) -> Bool {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", "import \(module)"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        do {
-            try process.run()
-        } catch {
-            return false
-        }
-        process.waitUntilExit()
-        return process.terminationStatus == 0
+        Command.succeeds("python3", ["-c", "import \(module)"])
     }
 }

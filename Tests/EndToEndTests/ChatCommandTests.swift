@@ -10,17 +10,8 @@ struct ChatCommandTests {
     static let hasTmux = FileManager.default.isExecutableFile(atPath: "/usr/bin/tmux")
 
     @discardableResult
-    static func tmux(_ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/tmux")
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return String(decoding: data, as: UTF8.self)
+    static func tmux(_ arguments: [String]) async throws -> String {
+        try await Command.run("/usr/bin/tmux", arguments, timeout: .seconds(20)).output
     }
 
     /// Captures the pane until `text` shows (or `seconds` pass); returns the last screen.
@@ -28,7 +19,7 @@ struct ChatCommandTests {
         let deadline = ContinuousClock.now + .seconds(seconds)
         var screen = ""
         while ContinuousClock.now < deadline {
-            screen = try tmux(["capture-pane", "-p", "-t", session])
+            screen = try await tmux(["capture-pane", "-p", "-t", session])
             if screen.contains(text) { return screen }
             try await Task.sleep(for: .milliseconds(50))
         }
@@ -47,15 +38,15 @@ struct ChatCommandTests {
         let session = "chatgate-chat-\(UUID().uuidString.prefix(8))"
         let command = [ChildGateway.binary.path, "chat", "--as", "alice", "--to", "bob", "--config", gateway.configPath, "--port", String(gateway.port)]
             .map { "'\($0)'" }.joined(separator: " ")
-        try Self.tmux(["new-session", "-d", "-s", session, "-x", "160", "-y", "40", command])
-        defer { _ = try? Self.tmux(["kill-session", "-t", session]) }
+        try await Self.tmux(["new-session", "-d", "-s", session, "-x", "160", "-y", "40", command])
+        defer { _ = Command.succeeds("/usr/bin/tmux", ["kill-session", "-t", session]) }
 
         let ready = try await Self.screen(session, showing: "talking to user:bob")
         #expect(ready.contains("connected as alice (websocket)"), "\(ready)")
         #expect(ready.contains("bob: earlier hello"), "history is shown: \(ready)")
 
         // A typed line reaches bob.
-        try Self.tmux(["send-keys", "-t", session, "hello from the terminal", "Enter"])
+        try await Self.tmux(["send-keys", "-t", session, "hello from the terminal", "Enter"])
         let frame = try await bob.nextFrame()
         #expect(frame["type"]?.stringValue == "message")
         #expect(frame["from"]?.stringValue == "alice")
@@ -67,7 +58,7 @@ struct ChatCommandTests {
         #expect(printed.contains("bob: hi alice, bob here"), "\(printed)")
 
         // /quit leaves cleanly.
-        try Self.tmux(["send-keys", "-t", session, "/quit", "Enter"])
+        try await Self.tmux(["send-keys", "-t", session, "/quit", "Enter"])
         let deadline = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < deadline, Self.sessionAlive(session) {
             try await Task.sleep(for: .milliseconds(50))
@@ -78,13 +69,6 @@ struct ChatCommandTests {
     }
 
     static func sessionAlive(_ session: String) -> Bool {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/tmux")
-        process.arguments = ["has-session", "-t", session]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        guard (try? process.run()) != nil else { return false }
-        process.waitUntilExit()
-        return process.terminationStatus == 0
+        Command.succeeds("/usr/bin/tmux", ["has-session", "-t", session])
     }
 }

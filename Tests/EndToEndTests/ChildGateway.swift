@@ -1,15 +1,13 @@
 import Foundation
+import GatewayTesting
 import Testing
 
 /// The real `chatgate` executable run as a child process, for tests that kill it.
-final class ChildGateway: @unchecked Sendable {
-    // `process`, `ports` and `log` are guarded by `lock`.
-    private let lock = NSLock()
-    private var log = ""
-    private(set) var publicPort = 0
-    private(set) var adminPort = 0
-    let process: Process
+final class ChildGateway: Sendable {
+    let process: BackgroundProcess
     let configPath: String
+    let publicPort: Int
+    let adminPort: Int
 
     /// The debug build's binary, which `swift build --build-tests` produces next to the tests.
     static var binary: URL {
@@ -17,46 +15,27 @@ final class ChildGateway: @unchecked Sendable {
             .appendingPathComponent(".build/debug/chatgate")
     }
 
-    static func start(configPath: String, environment: [String: String] = [:]) async throws -> ChildGateway {
-        let child = ChildGateway(configPath: configPath, environment: environment)
-        try await child.waitUntilListening()
-        return child
+    /// Starts `chatgate serve --config configPath` and returns once it says it listens.
+    static func start(configPath: String, environment: [String: String] = [:], timeout: Duration = .seconds(30)) async throws -> ChildGateway {
+        var env = environment
+        env["LOG_LEVEL"] = env["LOG_LEVEL"] ?? "info"
+        let process = try await BackgroundProcess.start(binary.path, ["serve", "--config", configPath], environment: env)
+        guard let line = await process.line(where: { $0.contains("listening") && $0.contains("public=") }, timeout: timeout) else {
+            await process.kill()
+            throw ChildError(description: "the gateway did not start listening: \(process.output)")
+        }
+        return ChildGateway(process: process, configPath: configPath, line: line)
     }
 
-    private init(configPath: String, environment: [String: String]) {
+    private init(process: BackgroundProcess, configPath: String, line: String) {
+        self.process = process
         self.configPath = configPath
-        process = Process()
-        process.executableURL = Self.binary
-        process.arguments = ["serve", "--config", configPath]
-        var env = ProcessInfo.processInfo.environment
-        env["LOG_LEVEL"] = "info"
-        for (key, value) in environment { env[key] = value }
-        process.environment = env
+        publicPort = Self.port(in: line, key: "public=")
+        adminPort = Self.port(in: line, key: "admin=")
     }
 
-    private func waitUntilListening(timeout: Double = 30) async throws {
-        let pipe = Pipe()
-        process.standardError = pipe
-        process.standardOutput = FileHandle.nullDevice
-        pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
-            let data = handle.availableData
-            guard let self, !data.isEmpty else { return }
-            self.lock.withLock { self.log += String(decoding: data, as: UTF8.self) }
-        }
-        try process.run()
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            let text = lock.withLock { log }
-            if let line = text.split(separator: "\n").first(where: { $0.contains("listening") && $0.contains("public=") }) {
-                publicPort = Self.port(in: String(line), key: "public=")
-                adminPort = Self.port(in: String(line), key: "admin=")
-                return
-            }
-            guard process.isRunning else { break }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        throw ChildError(description: "the gateway did not start listening: \(lock.withLock { log })")
-    }
+    var pid: Int32 { process.pid ?? 0 }
+    var isRunning: Bool { process.isRunning }
 
     static func port(in line: String, key: String) -> Int {
         guard let range = line.range(of: key) else { return 0 }
@@ -64,30 +43,15 @@ final class ChildGateway: @unchecked Sendable {
         return Int(rest.split(separator: ":").last ?? "") ?? 0
     }
 
-    var output: String { lock.withLock { log } }
+    var output: String { process.output }
 
     func kill9() async {
-        kill(process.processIdentifier, SIGKILL)
-        await waitForExit()
+        await process.kill()
     }
 
-    /// SIGTERM and wait: the graceful path.
+    /// SIGTERM and wait: the graceful path. Returns the exit code (-1 when a signal ended it).
     func terminate() async -> Int32 {
-        process.terminate()
-        await waitForExit()
-        return process.terminationStatus
-    }
-
-    /// Waits on a thread of its own: blocking one of the few cooperative-pool threads would
-    /// stall every in-process gateway of the tests running alongside.
-    private func waitForExit() async {
-        let process = self.process
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            Thread {
-                process.waitUntilExit()
-                continuation.resume()
-            }.start()
-        }
+        await process.stop(grace: .seconds(30)).exitCode
     }
 
     struct ChildError: Error, CustomStringConvertible {

@@ -69,7 +69,7 @@ struct FrameFuzzTests {
         #expect(result.frames > 0)
 
         // Healthy: the process runs, /healthz answers, a normal send is acked and delivered.
-        #expect(target.server.process.isRunning, "the gateway died: \(target.server.output.suffix(2000))")
+        #expect(target.server.isRunning, "the gateway died: \(target.server.output.suffix(2000))")
         var health = HTTPClientRequest(url: "http://127.0.0.1:\(target.server.adminPort)/healthz")
         health.method = .GET
         #expect(try await HTTPClient.shared.execute(health, timeout: .seconds(10)).status.code == 200)

@@ -175,10 +175,10 @@ struct ChurnMemoryTests {
         }
         // Warm-up: pools, caches and the allocator's arenas reach their working size.
         try await churn(1000)
-        let before = try #require(ProcessRSS.of(pid: server.process.processIdentifier))
+        let before = try #require(ProcessRSS.of(pid: server.pid))
         let measured = 2000
         try await churn(measured)
-        let after = try #require(ProcessRSS.of(pid: server.process.processIdentifier))
+        let after = try #require(ProcessRSS.of(pid: server.pid))
         let perThousand = Double(after - before) / Double(measured) * 1000
         #expect(after - before < 2 << 20, "RSS grew \(after - before) bytes over \(measured) closed connections (\(Int(perThousand)) B per 1,000)")
         _ = await server.terminate()

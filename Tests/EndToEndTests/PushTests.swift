@@ -237,18 +237,11 @@ struct PushTests {
     }
 
     @Test("the repository's config.yaml, with its push stage, passes check-config")
-    func defaultConfig() throws {
+    func defaultConfig() async throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let process = Process()
-        process.executableURL = ChildGateway.binary
-        process.arguments = ["check-config", root.appendingPathComponent("config.yaml").path]
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = out
-        try process.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(text)")
+        let run = try await Command.run(ChildGateway.binary.path, ["check-config", root.appendingPathComponent("config.yaml").path])
+        let text = run.output + run.error
+        #expect(run.succeeded, "\(text)")
         #expect(text.contains("push (push) on [delivered,read,send]"))
     }
 

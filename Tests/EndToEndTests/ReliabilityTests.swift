@@ -439,7 +439,7 @@ struct FuzzTarget {
         try await AuthStageFactory.mintHS256(secret: Self.secret, user: user, ttlSeconds: 3600, now: SystemClock().nowMillis(), issuer: nil, audience: nil)
     }
 
-    func rssBytes() -> Int? { ProcessRSS.of(pid: server.process.processIdentifier) }
+    func rssBytes() -> Int? { ProcessRSS.of(pid: server.pid) }
 
     func inbox(_ user: String) async throws -> [JSONObject] {
         var since: Int64 = 0
@@ -458,7 +458,7 @@ struct FuzzTarget {
     }
 
     func cleanUp() {
-        if server.process.isRunning { kill(server.process.processIdentifier, SIGKILL) }
+        if server.isRunning { kill(server.pid, SIGKILL) }
         try? FileManager.default.removeItem(at: directory)
     }
 }

@@ -13,17 +13,11 @@ struct TLSTests {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let cert = directory.appendingPathComponent("cert.pem").path
         let key = directory.appendingPathComponent("key.pem").path
-        let openssl = Process()
-        openssl.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-        openssl.arguments = [
+        let openssl = try await Command.run("/usr/bin/openssl", [
             "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
             "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", cert,
-        ]
-        openssl.standardOutput = FileHandle.nullDevice
-        openssl.standardError = FileHandle.nullDevice
-        try openssl.run()
-        openssl.waitUntilExit()
-        try #require(openssl.terminationStatus == 0, "openssl could not make a test certificate")
+        ])
+        try #require(openssl.succeeded, "openssl could not make a test certificate: \(openssl.error)")
 
         let gateway = try await TestGateway.start(extra: "tls: { cert: \"\(cert)\", key: \"\(key)\" }", directory: directory)
         var tls = TLSConfiguration.makeClientConfiguration()

@@ -1,5 +1,6 @@
 import Foundation
 import GatewayCore
+import GatewayTesting
 import Testing
 
 @testable import GatewayBench
@@ -79,15 +80,9 @@ struct SmokeTests {
             directory: directory, port: 0, secret: String(repeating: "s", count: 48), durability: "full",
             fanoutOnReadAbove: BenchParameters.fanoutOnReadAbove
         ).write(to: config, atomically: true, encoding: .utf8)
-        let check = Process()
-        check.executableURL = URL(fileURLWithPath: Self.binary)
-        check.arguments = ["check-config", config.path]
-        let output = Pipe()
-        check.standardOutput = output
-        try check.run()
-        let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        check.waitUntilExit()
-        #expect(check.terminationStatus == 0, "\(printed)")
+        let check = try await Command.run(Self.binary, ["check-config", config.path])
+        let printed = check.output
+        #expect(check.succeeded, "\(printed)\(check.error)")
         #expect(printed.contains("fanout (fanout) on [send] {\"fanout_on_read_above\":\(BenchParameters.fanoutOnReadAbove)}"), "\(printed)")
 
         let report = try await BenchRunner(

@@ -1,15 +1,13 @@
 import Foundation
+import GatewayTesting
 import Testing
 
 /// A real S3-compatible server for tests: PyPI's moto (scripts/setup-media.sh installs it) on
 /// 127.0.0.1 and a free port, with SigV4 checking on (IAM auth), a user whose key may use S3,
-/// and a bucket `media`. The Python side exits when its standard input closes, so a crashed
-/// test leaves no server behind. Nothing here blocks a thread of Swift's cooperative pool
-/// (other tests share it): pipe reads and waits run on Dispatch.
-final class MotoServer: @unchecked Sendable {
-    // Set once in `start`, read-only afterwards.
-    let process: Process
-    let input: Pipe
+/// and a bucket `media`. The Python side exits when the test process is gone (it watches its
+/// parent), so a crashed test leaves no server behind.
+final class MotoServer: Sendable {
+    let process: BackgroundProcess
     let endpoint: String
     let accessKey: String
     let secretKey: String
@@ -34,59 +32,36 @@ final class MotoServer: @unchecked Sendable {
                           aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
         s3.create_bucket(Bucket="media")
         print(json.dumps({"endpoint": endpoint, "key": key["AccessKeyId"], "secret": key["SecretAccessKey"]}), flush=True)
-        sys.stdin.read()
+        import time
+        parent = os.getppid()
+        while os.getppid() == parent:
+            time.sleep(1)
         server.stop()
         """#
 
-    private init(process: Process, input: Pipe, endpoint: String, accessKey: String, secretKey: String) {
+    private init(process: BackgroundProcess, endpoint: String, accessKey: String, secretKey: String) {
         self.process = process
-        self.input = input
         self.endpoint = endpoint
         self.accessKey = accessKey
         self.secretKey = secretKey
     }
 
     static func start() async throws -> MotoServer {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", script]
-        let input = Pipe()
-        let output = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        // The first line of output (or end of file when the script failed).
-        let line: String = await withCheckedContinuation { continuation in
-            DispatchQueue.global().async {
-                var data = Data()
-                while !data.contains(0x0A) {
-                    let chunk = output.fileHandleForReading.availableData
-                    if chunk.isEmpty { break }
-                    data.append(chunk)
-                }
-                continuation.resume(returning: String(decoding: data, as: UTF8.self))
-            }
-        }
+        let process = try await BackgroundProcess.start("python3", ["-c", script])
+        // The first line that is JSON (nil when the script failed).
+        let line = await process.line(where: { $0.hasPrefix("{") }, timeout: .seconds(60)) ?? process.output
         guard let json = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String],
             let endpoint = json["endpoint"], let key = json["key"], let secret = json["secret"]
         else {
-            kill(process.processIdentifier, SIGKILL)
+            await process.kill()
             throw MotoError(description: "moto did not start (is moto[server] installed? scripts/setup-media.sh): \(line)")
         }
-        return MotoServer(process: process, input: input, endpoint: endpoint, accessKey: key, secretKey: secret)
+        return MotoServer(process: process, endpoint: endpoint, accessKey: key, secretKey: secret)
     }
 
-    /// Kills the server (werkzeug ignores SIGTERM) and waits for it off the cooperative pool.
+    /// Kills the server (werkzeug ignores SIGTERM) and waits for it.
     func stop() async {
-        try? input.fileHandleForWriting.close()
-        kill(process.processIdentifier, SIGKILL)
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            DispatchQueue.global().async {
-                self.process.waitUntilExit()
-                continuation.resume()
-            }
-        }
+        await process.kill()
     }
 }
 

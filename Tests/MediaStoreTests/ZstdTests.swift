@@ -1,4 +1,5 @@
 import Foundation
+import GatewayTesting
 import NIOCore
 import Testing
 
@@ -91,23 +92,7 @@ struct ZstdTests {
     }
 }
 
-/// Runs a program to completion and returns its exit status. Output goes nowhere (a pipe's
-/// write end can leak into other tests' children and never close), and the wait is a
-/// termination handler, not a blocked thread of the cooperative pool.
+/// Runs a program to completion and returns its exit status (output discarded).
 func runCommand(_ path: String, _ arguments: [String]) async throws -> Int32 {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: path)
-    process.arguments = arguments
-    process.standardInput = FileHandle.nullDevice
-    process.standardOutput = FileHandle.nullDevice
-    process.standardError = FileHandle.nullDevice
-    return try await withCheckedThrowingContinuation { continuation in
-        process.terminationHandler = { finished in continuation.resume(returning: finished.terminationStatus) }
-        do {
-            try process.run()
-        } catch {
-            process.terminationHandler = nil
-            continuation.resume(throwing: error)
-        }
-    }
+    try await Command.run(path, arguments).status.exitCode
 }

@@ -86,13 +86,13 @@ struct WebPushTests {
         let exp = try #require(claims["exp"]?.int64Value)
         #expect(exp > fixture.clock.nowMillis() / 1000 && exp <= fixture.clock.nowMillis() / 1000 + 24 * 3600)
         // PyPI's http_ece (scripts/setup-push.sh installs it) decrypts the same bytes.
-        let fromPython = try Self.httpECEDecrypt(body: request.body, privateKey: browser.key, auth: browser.auth)
+        let fromPython = try await Self.httpECEDecrypt(body: request.body, privateKey: browser.key, auth: browser.auth)
         #expect(fromPython == plain)
         await receiver.stop()
         await fixture.close()
     }
 
-    static func httpECEDecrypt(body: [UInt8], privateKey: P256.KeyAgreement.PrivateKey, auth: [UInt8]) throws -> [UInt8] {
+    static func httpECEDecrypt(body: [UInt8], privateKey: P256.KeyAgreement.PrivateKey, auth: [UInt8]) async throws -> [UInt8] {
         let script = """
             import base64, sys, http_ece
             from cryptography.hazmat.primitives.asymmetric import ec
@@ -101,18 +101,11 @@ struct WebPushTests {
             private = ec.derive_private_key(int.from_bytes(key, 'big'), ec.SECP256R1())
             sys.stdout.write(base64.urlsafe_b64encode(http_ece.decrypt(body, private_key=private, auth_secret=auth, version='aes128gcm')).decode())
             """
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [
-            "python3", "-c", script, Base64URLCoder.encode(body), Base64URLCoder.encode(Array(privateKey.rawRepresentation)), Base64URLCoder.encode(auth),
-        ]
-        let out = Pipe()
-        process.standardOutput = out
-        try process.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        try #require(process.terminationStatus == 0, "python3 with http_ece failed (run scripts/setup-push.sh)")
-        return try #require(Base64URLCoder.decode(String(decoding: data, as: UTF8.self)))
+        let run = try await Command.run("python3", [
+            "-c", script, Base64URLCoder.encode(body), Base64URLCoder.encode(Array(privateKey.rawRepresentation)), Base64URLCoder.encode(auth),
+        ])
+        try #require(run.succeeded, "python3 with http_ece failed (run scripts/setup-push.sh): \(run.error)")
+        return try #require(Base64URLCoder.decode(run.output))
     }
 
     @Test("404 and 410 from the push service remove the subscription", arguments: [404, 410])
