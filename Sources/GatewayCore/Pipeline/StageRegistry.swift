@@ -23,11 +23,17 @@ public struct StageBuildContext: Sendable {
     /// Whether the public listener can be reached from other machines: stages refuse
     /// published development secrets when it can (`Secret.isPublishedDefault`).
     public let exposure: ListenerExposure
+    /// The entry's own `timeout_ms` and `on_error`, when it sets them (nil: not set). The
+    /// runner applies them; a stage reads them only to size its own I/O (an HTTP timeout).
+    public let timeoutMs: Int?
+    public let onError: StagePolicy.OnError?
 
     public init(
         name: String, kind: String, settings: any SettingsSource, on: Set<FrameKind> = [.send], logger: Logger, clock: any GatewayClock,
-        stores: Stores, node: NodeSettings, exposure: ListenerExposure = .loopback
+        stores: Stores, node: NodeSettings, exposure: ListenerExposure = .loopback, timeoutMs: Int? = nil, onError: StagePolicy.OnError? = nil
     ) {
+        self.timeoutMs = timeoutMs
+        self.onError = onError
         self.name = name
         self.kind = kind
         self.settings = settings
@@ -53,21 +59,47 @@ public enum ListenerExposure: Sendable, Hashable {
     }
 }
 
-/// A stage, built, with the effective settings to show on `/admin/pipeline`.
+/// A stage, built, with the effective settings to show on `/admin/pipeline` and what it
+/// provides to the core.
 public struct BuiltStage: Sendable {
     public let stage: any Stage
     /// The effective settings as JSON, secrets shown as `<redacted>`.
     public let settings: JSONValue
+    /// The stage as the `.authenticator` role, when it provides it.
+    public var authenticator: (any Authenticator)?
+    /// The stage as the `.messageIDs` role, when it provides it.
+    public var messageIDs: (any MessageIDSource)?
+    /// The kind's defaults for `timeout_ms` and `on_error`; the entry's keys override them.
+    public var policy: StagePolicy
+    /// A narrower set of frame kinds than the entry's `on:` (from a deprecated settings key);
+    /// the stage sees only frames of both.
+    public var onlyOn: Set<FrameKind>?
 
-    public init(stage: any Stage, settings: JSONValue) {
+    public init(
+        stage: any Stage, settings: JSONValue, authenticator: (any Authenticator)? = nil, messageIDs: (any MessageIDSource)? = nil,
+        policy: StagePolicy = .default, onlyOn: Set<FrameKind>? = nil
+    ) {
         self.stage = stage
         self.settings = settings
+        self.authenticator = authenticator
+        self.messageIDs = messageIDs
+        self.policy = policy
+        self.onlyOn = onlyOn
     }
 }
 
-/// Builds stages of one kind from their settings.
+/// Builds stages of one kind from their settings, and says what they provide and need.
+///
+/// The roles a stage plays for the core come from its type: a stage that is an
+/// `Authenticator` provides `.authenticator`, a `MessageIDSource` provides `.messageIDs`.
+/// Other roles (`.recipients`, `.durability`, or your own) are listed in `provides:`.
+/// `after:` names roles an earlier entry must provide, `requires:` roles some entry must.
 public struct StageFactory: Sendable {
     public let kind: String
+    /// The roles this kind's stages provide.
+    public let provides: Set<StageRole>
+    /// Where this kind's stages must stand.
+    public let ordering: StageOrdering
     private let build: @Sendable (StageBuildContext) throws -> BuiltStage
 
     /// A factory whose settings are the `Codable` type `Settings`.
@@ -77,16 +109,51 @@ public struct StageFactory: Sendable {
     ///     ShoutStage(settings: settings)
     /// }
     /// ```
-    public init<Settings: Codable & Sendable>(
-        kind: String, settings: Settings.Type,
-        build: @escaping @Sendable (Settings, StageBuildContext) throws -> any Stage
+    public init<Settings: Codable & Sendable, S: Stage>(
+        kind: String, settings: Settings.Type, provides: Set<StageRole> = [], after: [StageRole] = [], requires: [StageRole] = [],
+        build: @escaping @Sendable (Settings, StageBuildContext) throws -> S
     ) {
-        self.kind = kind
-        self.build = { context in
+        self.init(kind: kind, provides: provides, ordering: StageOrdering(after: after, requires: requires)) { context in
+            let settings = try context.settings.decode(Settings.self)
+            return BuiltStage(stage: try build(settings, context), settings: SettingsRenderer.render(settings))
+        }
+    }
+
+    /// A factory of a stage that verifies tokens: it provides `.authenticator`.
+    public init<Settings: Codable & Sendable, S: Stage & Authenticator>(
+        kind: String, settings: Settings.Type, provides: Set<StageRole> = [], after: [StageRole] = [], requires: [StageRole] = [],
+        build: @escaping @Sendable (Settings, StageBuildContext) throws -> S
+    ) {
+        self.init(kind: kind, provides: provides.union([.authenticator]), ordering: StageOrdering(after: after, requires: requires)) { context in
             let settings = try context.settings.decode(Settings.self)
             let stage = try build(settings, context)
-            return BuiltStage(stage: stage, settings: SettingsRenderer.render(settings))
+            return BuiltStage(stage: stage, settings: SettingsRenderer.render(settings), authenticator: stage)
         }
+    }
+
+    /// A factory of a stage that stamps message ids: it provides `.messageIDs`.
+    public init<Settings: Codable & Sendable, S: Stage & MessageIDSource>(
+        kind: String, settings: Settings.Type, provides: Set<StageRole> = [], after: [StageRole] = [], requires: [StageRole] = [],
+        build: @escaping @Sendable (Settings, StageBuildContext) throws -> S
+    ) {
+        self.init(kind: kind, provides: provides.union([.messageIDs]), ordering: StageOrdering(after: after, requires: requires)) { context in
+            let settings = try context.settings.decode(Settings.self)
+            let stage = try build(settings, context)
+            return BuiltStage(stage: stage, settings: SettingsRenderer.render(settings), messageIDs: stage)
+        }
+    }
+
+    /// The general form: `make` decodes the settings itself and returns the built stage with
+    /// the roles it declares filled in (`BuiltStage.authenticator`, `.messageIDs`) and, if its
+    /// kind has them, defaults for `timeout_ms` and `on_error`.
+    public init(
+        kind: String, provides: Set<StageRole> = [], ordering: StageOrdering = .none,
+        make: @escaping @Sendable (StageBuildContext) throws -> BuiltStage
+    ) {
+        self.kind = kind
+        self.provides = provides
+        self.ordering = ordering
+        self.build = make
     }
 
     public func make(_ context: StageBuildContext) throws -> BuiltStage {
@@ -132,6 +199,11 @@ public struct StageRegistry: Sendable {
     public func factory(for kind: String) -> StageFactory? { factories[kind] }
 
     public var kinds: [String] { factories.keys.sorted() }
+
+    /// The kinds whose stages provide `role`, sorted (for messages that suggest one).
+    public func kinds(providing role: StageRole) -> [String] {
+        factories.values.filter { $0.provides.contains(role) }.map(\.kind).sorted()
+    }
 
     static func isValidKind(_ kind: String) -> Bool {
         let parts = kind.split(separator: ".", omittingEmptySubsequences: false)
