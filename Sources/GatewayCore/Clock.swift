@@ -13,11 +13,11 @@ public protocol GatewayClock: Sendable {
     /// Returns once `nowMillis()` has reached `deadline`; throws `CancellationError` when the
     /// task is cancelled first. The default sleeps in real time; `TestClock` returns when a
     /// test steps it past the deadline.
-    func sleep(untilMillis deadline: Int64) async throws
+    func sleep(until deadline: Int64) async throws
 }
 
 extension GatewayClock {
-    public func sleep(untilMillis deadline: Int64) async throws {
+    public func sleep(until deadline: Int64) async throws {
         let remaining = deadline - nowMillis()
         if remaining > 0 { try await Task.sleep(for: .milliseconds(remaining)) }
         try Task.checkCancellation()

@@ -82,20 +82,21 @@ struct StagePolicyTests {
 
     /// Runs the pipeline in a task, steps the clock past the hanging stage's deadline once the
     /// runner waits on it, and returns the outcome and the envelope.
-    func runPastDeadline(_ pipeline: Pipeline, advance: Int64) async -> (StageOutcome, Envelope) {
+    func runPastDeadline(_ pipeline: Pipeline, timeoutMs: Int64) async throws -> (StageOutcome, Envelope) {
+        let deadline = clock.nowMillis() + timeoutMs
         let run = Task {
             var e = envelope()
             let outcome = await pipeline.run(&e)
             return (outcome, e)
         }
-        await clock.waitForSleepers(1)
-        clock.advance(by: advance)
+        try await clock.waitForTimer(at: deadline)
+        clock.advance(by: timeoutMs)
         return await run.value
     }
 
     @Test func aStagePastItsDeadlineIsRejectedUnavailableAndCountsAsAnError() async throws {
         let pipeline = try build([entry("allow"), entry("test.hang", name: "slow", timeoutMs: 500), entry("test.mark", name: "after")])
-        let (outcome, envelope) = await runPastDeadline(pipeline, advance: 500)
+        let (outcome, envelope) = try await runPastDeadline(pipeline, timeoutMs: 500)
         let error = try #require(outcome.rejection)
         #expect(error.code == .unavailable)
         #expect(error.retryAfterMs == 1000)
@@ -104,18 +105,19 @@ struct StagePolicyTests {
         #expect(pipeline.entries[1].stats.errors.load(ordering: .relaxed) == 1)
         #expect(pipeline.entries[1].stats.processed.load(ordering: .relaxed) == 1)
         #expect(pipeline.entries[2].stats.processed.load(ordering: .relaxed) == 0)
-        #expect(clock.sleeperCount == 0)
+        #expect(clock.pendingDeadlines.isEmpty)
     }
 
     @Test func aDeadlineNotYetReachedDoesNotFire() async throws {
         let pipeline = try build([entry("allow"), entry("test.hang", name: "slow", timeoutMs: 500)])
+        let deadline = clock.nowMillis() + 500
         let run = Task {
             var e = envelope()
             return await pipeline.run(&e)
         }
-        await clock.waitForSleepers(1)
+        try await clock.waitForTimer(at: deadline)
         clock.advance(by: 499)
-        #expect(clock.sleeperCount == 1, "499 ms of 500: the runner still waits")
+        #expect(clock.pendingTimers(at: deadline) == 1, "499 ms of 500: the runner still waits")
         clock.advance(by: 1)
         #expect(await run.value.rejection?.code == .unavailable)
     }
@@ -124,7 +126,7 @@ struct StagePolicyTests {
         let pipeline = try build([
             entry("allow"), entry("test.hang", name: "slow", timeoutMs: 200, onError: .continue), entry("test.mark", name: "after"),
         ])
-        let (outcome, envelope) = await runPastDeadline(pipeline, advance: 200)
+        let (outcome, envelope) = try await runPastDeadline(pipeline, timeoutMs: 200)
         #expect(outcome.isContinue)
         #expect(envelope.body == "hi+after")
         #expect(pipeline.entries[1].stats.errors.load(ordering: .relaxed) == 1)
@@ -151,7 +153,7 @@ struct StagePolicyTests {
         var e = envelope()
         #expect(await pipeline.run(&e).isContinue)
         #expect(e.body == "hi+quick+next")
-        #expect(clock.sleeperCount == 0)
+        #expect(clock.pendingDeadlines.isEmpty)
         #expect(pipeline.entries[1].policy == StagePolicy(timeoutMs: 1000, onError: .reject))
         #expect(pipeline.entries[2].policy == .default)
     }

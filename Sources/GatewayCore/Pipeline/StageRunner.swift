@@ -83,7 +83,7 @@ extension Pipeline.Entry {
         }
         let timer = Task {
             do {
-                try await context.clock.sleep(untilMillis: deadline)
+                try await context.clock.sleep(until: deadline)
                 race.finish(.deadline)
             } catch {
                 // Cancelled: the stage finished first.
