@@ -175,7 +175,7 @@ public struct WebhookStage: Stage {
                 metadata: ["gateway.deprecated": "\(keys)"])
         }
         let stage = WebhookStage(name: context.name, settings: settings, timeoutMs: context.timeoutMs)
-        return BuiltStage(stage: stage, settings: SettingsRenderer.render(settings), policy: stage.policy, onlyOn: settings.on)
+        return BuiltStage(stage: stage, rendering: settings, policy: stage.policy, onlyOn: settings.on)
     }
 }
 

@@ -25,4 +25,15 @@ public struct BuiltStage: Sendable {
         self.policy = policy
         self.onlyOn = onlyOn
     }
+
+    /// A built stage whose effective settings are `settings` rendered as JSON (secrets
+    /// redacted), for factories that decode their settings themselves.
+    public init<Settings: Encodable>(
+        stage: any Stage, rendering settings: Settings, authenticator: (any Authenticator)? = nil, messageIDs: (any MessageIDSource)? = nil,
+        policy: StagePolicy = .default, onlyOn: Set<FrameKind>? = nil
+    ) {
+        self.init(
+            stage: stage, settings: SettingsRenderer.render(settings), authenticator: authenticator, messageIDs: messageIDs, policy: policy,
+            onlyOn: onlyOn)
+    }
 }
