@@ -32,7 +32,7 @@ struct WebhookPolicyTests {
 
     let harness = StageHarness()
 
-    func build(_ entry: PipelineEntry, logger: Logger = Logger(label: "t")) throws -> Pipeline {
+    func build(_ entry: PipelineEntry, logger: Logger = Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() })) throws -> Pipeline {
         let registry = try StageRegistry([StageFactory(kind: "allow", settings: NoSettings.self) { _, _ in Allow() }, WebhookStage.factory])
         return try Pipeline.build(
             [PipelineEntry(stage: "allow", settings: JSONSettingsSource("{}")), entry], registry: registry, logger: logger, clock: harness.clock,
