@@ -233,7 +233,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GatewayCoreTests",
-            dependencies: ["GatewayCore", "GatewayTesting", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["GatewayCore", "GatewayTesting", .product(name: "Logging", package: "swift-log"), .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -337,6 +337,11 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .testTarget(name: "StagePersistTests", dependencies: ["StagePersist", "GatewayCore", "GatewayTesting"], swiftSettings: swiftSettings),
+        .testTarget(name: "StageFanoutTests", dependencies: ["StageFanout", "GatewayCore", "GatewayTesting"], swiftSettings: swiftSettings),
+        // Library targets' own unit tests (the end-to-end suites cover them over sockets too).
+        .testTarget(name: "ChatClientTests", dependencies: ["ChatClient"], swiftSettings: swiftSettings),
+        .testTarget(name: "GatewayServerTests", dependencies: ["GatewayServer"], swiftSettings: swiftSettings),
         // new-stage: test targets above this line
     ]
 )

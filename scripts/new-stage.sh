@@ -6,7 +6,7 @@
 # creates Plugins/Stage<Name>/ (<Name>Settings.swift: one example key; <Name>Stage.swift: a
 # stage that lets everything through, and its factory), Tests/Stage<Name>Tests/, the two
 # targets and the executable's dependency in Package.swift, and the registration in
-# Sources/chatgate/BuiltInStages.swift. Name defaults to the kind's last part in UpperCamelCase.
+# Sources/chatgate/CustomStages.swift. Name defaults to the kind's last part in UpperCamelCase.
 # Step 4 is yours: fill in `process`, then name the kind in the config's `pipeline:`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +32,7 @@ fi
 [[ $name =~ ^[A-Z][A-Za-z0-9]*$ ]] || fail "name '$name': use UpperCamelCase letters and digits (NoCaps)"
 
 module="Stage$name"
-registry=Sources/chatgate/BuiltInStages.swift
+registry=Sources/chatgate/CustomStages.swift
 [[ ! -e Plugins/$module ]] || fail "Plugins/$module exists already"
 [[ ! -e Tests/${module}Tests ]] || fail "Tests/${module}Tests exists already"
 grep -q "// $kind\$" "$registry" && fail "kind '$kind' is registered already in $registry"

@@ -95,34 +95,56 @@ public struct AuthStage: Stage, Authenticator {
     }
 
     /// Checks the claims of a token whose signature is verified.
+    ///
+    /// The claims are read here (strictly: a NumericDate must be a non-negative number, `aud` a
+    /// string or an array) and checked with jwt-kit's claim types, at the injected clock's time
+    /// shifted by the leeway: `ExpirationClaim.verifyNotExpired(currentDate:)` (valid while
+    /// now - leeway < exp), `NotBeforeClaim.verifyNotBefore(currentDate:)` (valid once
+    /// nbf <= now + leeway; jwt-kit's test is strict, hence the one millisecond) and
+    /// `AudienceClaim.verifyIntendedAudience(includes:)`.
     private func identity(from claims: JSONObject) throws(GatewayError) -> Identity {
         let now = clock.nowMillis()
         let expiresAt = try Self.numericDate(claims["exp"], name: "exp")
         if let expiresAt {
-            guard now < expiresAt + leewayMillis else { throw GatewayError(.tokenExpired, "token expired") }
+            do {
+                try ExpirationClaim(value: Self.date(millis: expiresAt)).verifyNotExpired(currentDate: Self.date(millis: now - leewayMillis))
+            } catch {
+                throw GatewayError(.tokenExpired, "token expired")
+            }
         } else if requireExp {
             throw .unauthorized("token has no exp")
         }
-        if let notBefore = try Self.numericDate(claims["nbf"], name: "nbf"), now + leewayMillis < notBefore {
-            throw .unauthorized("token not valid yet")
+        if let notBefore = try Self.numericDate(claims["nbf"], name: "nbf") {
+            do {
+                try NotBeforeClaim(value: Self.date(millis: notBefore)).verifyNotBefore(currentDate: Self.date(millis: now + leewayMillis + 1))
+            } catch {
+                throw .unauthorized("token not valid yet")
+            }
         }
         if let issuer, claims["iss"] != .string(issuer) {
             throw .unauthorized("wrong issuer")
         }
         if let audience {
-            let matches =
+            let named: [String] =
                 switch claims["aud"] {
-                case .string(let single)?: single == audience
-                case .array(let many)?: many.contains(.string(audience))
-                default: false
+                case .string(let single)?: [single]
+                case .array(let many)?: many.compactMap(\.stringValue)
+                default: []
                 }
-            guard matches else { throw .unauthorized("wrong audience") }
+            do {
+                try AudienceClaim(value: named).verifyIntendedAudience(includes: audience)
+            } catch {
+                throw .unauthorized("wrong audience")
+            }
         }
         guard let user = claims["sub"]?.stringValue, Address.isValidID(user) else {
             throw .unauthorized("sub must be 1 to 64 characters of [A-Za-z0-9_.@-]")
         }
         return Identity(user: user, expiresAt: expiresAt)
     }
+
+    /// Milliseconds since the epoch as the `Date` jwt-kit's claims take.
+    private static func date(millis: Int64) -> Date { Date(timeIntervalSince1970: Double(millis) / 1000) }
 
     /// A NumericDate claim (seconds since the epoch, fractions allowed) in milliseconds.
     private static func numericDate(_ value: JSONValue?, name: String) throws(GatewayError) -> Int64? {

@@ -21,7 +21,9 @@ public struct FanoutSettings: Codable, Sendable {
     }
 }
 
-/// Resolves who gets a message: the 1:1 peer and the sender, or every member of the group.
+/// Resolves who gets a message (role `.recipients`): the 1:1 peer and the sender, or every
+/// member of the group. The core commits and delivers to exactly these users; it resolves none
+/// itself.
 ///
 /// Write fanout (the default): the gateway appends the message to each of their inboxes
 /// atomically with the message itself. A group with more than `fanout_on_read_above` members is
@@ -47,7 +49,7 @@ public struct FanoutStage: Stage {
         return .continue
     }
 
-    public static let factory = StageFactory(kind: "fanout", settings: FanoutSettings.self) { settings, _ in
+    public static let factory = StageFactory(kind: "fanout", settings: FanoutSettings.self, provides: [.recipients]) { settings, _ in
         FanoutStage(settings: settings)
     }
 }

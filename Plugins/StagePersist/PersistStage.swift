@@ -21,9 +21,14 @@ public struct PersistSettings: Codable, Sendable {
     }
 }
 
-/// Marks a message for the store: after the pipeline, the gateway commits it (with the inbox
-/// entries `fanout` resolved) in one transaction shared with concurrent sends, and acks only
-/// then. The write itself is the core's group commit, so this stage costs no I/O of its own.
+/// Decides that a message is stored before its ack (role `.durability`) and bounds its body.
+///
+/// The write is the core's, not this stage's: once the last stage has let the frame through,
+/// the gateway's group commit writes the message with the inbox entries of the stage that
+/// provides `.recipients` (`fanout`), in one transaction shared with concurrent sends, and
+/// acks only then. Writing after the whole pipeline is what lets a later stage still refuse
+/// the message with nothing stored. The stage needs a `.messageIDs` stage (`id`) before it and
+/// a `.recipients` stage anywhere in the pipeline (docs/STAGES.md, "Roles and order").
 public struct PersistStage: Stage {
     public let settings: PersistSettings
 
@@ -47,7 +52,9 @@ public struct PersistStage: Stage {
         }
     }
 
-    public static let factory = StageFactory(kind: "persist", settings: PersistSettings.self) { settings, _ in
+    public static let factory = StageFactory(
+        kind: "persist", settings: PersistSettings.self, provides: [.durability], after: [.messageIDs], requires: [.recipients]
+    ) { settings, _ in
         PersistStage(settings: settings)
     }
 }

@@ -6,20 +6,22 @@ import GatewayCore
 /// | key | type | default | constraint |
 /// |---|---|---|---|
 /// | `url` | string | required | an `http://` or `https://` URL with a host |
-/// | `timeout_ms` | int | 1000 | 1...60000: the whole call, connection to last byte of the answer |
-/// | `on_error` | string | `reject` | `reject` (the sender gets `unavailable`) or `continue` (the frame goes on unchanged) |
+/// | `timeout_ms` | int | 1000 | deprecated: set `timeout_ms` on the pipeline entry. 1...60000: the whole call; the entry's key wins |
+/// | `on_error` | string | `reject` | deprecated: set `on_error` on the pipeline entry. `reject` or `continue`; the entry's key wins |
 /// | `secret` | string (secret) | none | not empty; signs each request (`X-ChatGateway-Signature: sha256=<hex HMAC-SHA256 of the body>`) |
-/// | `on` | [frame type] | none | `send`, `typing`, `read`, `presence.subscribe`; when set, the stage skips frames of other types. The pipeline entry's `on:` must include them (it decides what reaches the stage) |
+/// | `on` | [frame type] | none | deprecated: the entry's `on:` decides. `send`, `typing`, `read`, `presence.subscribe`; when set, the stage sees only these of the entry's `on:`, which must include them |
 /// | `breaker.failures` | int | 5 | 1...1000: consecutive failures that open the circuit breaker |
 /// | `breaker.open_ms` | int | 10000 | 1...3600000: how long it stays open before one trial call |
 /// | `max_request_bytes` | int | 1048576 | 1024...16777216: a larger request is not sent (`on_error` applies) |
 /// | `max_response_bytes` | int | 1048576 | 1024...16777216: a larger answer is malformed |
 /// | `max_connections` | int | 16 | 1...1024: pooled connections to the service |
+///
+/// `timeout_ms`, `on_error` and `on` under `settings:` are the stage's old copies of the
+/// pipeline entry's keys (docs/STAGES.md, "Deadlines and failures"). They are still accepted and
+/// migrated: they become this stage's defaults, the entry's own keys override them, and the
+/// gateway logs a deprecation warning when the pipeline is built.
 public struct WebhookSettings: Codable, Sendable {
-    public enum OnError: String, Codable, Sendable, CaseIterable {
-        case reject
-        case `continue`
-    }
+    public typealias OnError = StagePolicy.OnError
 
     /// The circuit breaker: while open, `on_error` applies at once and the service is not called.
     public struct Breaker: Codable, Sendable, Hashable {
@@ -58,6 +60,8 @@ public struct WebhookSettings: Codable, Sendable {
     public var maxRequestBytes: Int
     public var maxResponseBytes: Int
     public var maxConnections: Int
+    /// The deprecated keys this block set (`timeout_ms`, `on_error`, `on`), for the warning.
+    public var deprecatedKeys: [String] = []
 
     enum CodingKeys: String, CodingKey {
         case url
@@ -127,6 +131,7 @@ public struct WebhookSettings: Codable, Sendable {
         guard (1...1024).contains(maxConnections) else {
             throw DecodingError.dataCorruptedError(forKey: .maxConnections, in: c, debugDescription: "must be 1...1024 (was \(maxConnections))")
         }
+        deprecatedKeys = [CodingKeys.timeoutMs, .onError, .on].filter(c.contains).map(\.stringValue)
     }
 
     public func encode(to encoder: any Encoder) throws {

@@ -8,31 +8,39 @@ import ServiceLifecycle
 /// (possibly with a new body and attributes) or reject (PROTOCOL.md section 8).
 ///
 /// Any other status, a malformed answer, a failed connection or no answer within `timeout_ms`
-/// is a failure and applies `on_error`: `reject` answers the sender `unavailable`, `continue`
-/// lets the frame through unchanged. After `breaker.failures` failures in a row the circuit
-/// breaker opens: for `breaker.open_ms` the service is not called and `on_error` applies at
-/// once; then one trial call decides whether it closes again.
+/// is a failure: the stage throws `unavailable`, and the runner applies the entry's `on_error`
+/// (`reject` answers the sender that error, `continue` lets the frame through unchanged) and
+/// its `timeout_ms` deadline, as for every stage. After `breaker.failures` failures in a row the
+/// circuit breaker opens: for `breaker.open_ms` the service is not called and the stage fails
+/// at once; then one trial call decides whether it closes again.
 ///
 /// Connections are pooled by one `HTTPClient` per stage, shut down by the service in
 /// `services` when the gateway stops.
 public struct WebhookStage: Stage {
     public let name: String
     public let settings: WebhookSettings
+    /// The bound of one call: the entry's `timeout_ms`, else the deprecated `settings.timeout_ms`.
+    public let timeoutMs: Int
     let key: SymmetricKey?
     let client: WebhookClient
     let breaker: CircuitBreaker
 
-    public init(name: String, settings: WebhookSettings) {
+    public init(name: String, settings: WebhookSettings, timeoutMs: Int? = nil) {
         self.name = name
         self.settings = settings
+        self.timeoutMs = timeoutMs ?? settings.timeoutMs
         key = settings.secret.map { SymmetricKey(data: Array($0.value.utf8)) }
-        client = WebhookClient(timeoutMs: settings.timeoutMs, maxConnections: settings.maxConnections)
+        client = WebhookClient(timeoutMs: self.timeoutMs, maxConnections: settings.maxConnections)
         breaker = CircuitBreaker(failures: settings.breaker.failures, openMs: settings.breaker.openMs)
     }
 
     public var services: [any Service] { [WebhookClient.Lifecycle(client: client)] }
 
-    /// Why a call did not produce an answer; each applies `on_error`.
+    /// This kind's defaults for the entry's `timeout_ms` and `on_error`: 1000 ms and `reject`,
+    /// or the deprecated settings keys when given.
+    public var policy: StagePolicy { StagePolicy(timeoutMs: settings.timeoutMs, onError: settings.onError) }
+
+    /// Why a call did not produce an answer; each is a failure of the stage (`on_error`).
     enum Failure: Error, CustomStringConvertible {
         case breakerOpen(retryAfterMs: Int)
         case requestTooLarge(Int)
@@ -54,20 +62,14 @@ public struct WebhookStage: Stage {
     }
 
     public func process(_ envelope: inout Envelope, context: StageContext) async throws -> StageOutcome {
-        if let kinds = settings.on, !kinds.contains(envelope.kind) { return .continue }
         let answer: WebhookAnswer
         do {
             answer = try await call(envelope, context: context)
         } catch {
             context.logger.debug("webhook failed", metadata: ["gateway.webhook.failure": "\(error)", "gateway.session": "\(envelope.sender.session)"])
-            switch settings.onError {
-            case .continue:
-                return .continue
-            case .reject:
-                let retry: Int
-                if case .breakerOpen(let ms) = error { retry = ms } else { retry = 1000 }
-                return .reject(.unavailable("the \(name) stage is unavailable", retryAfterMs: retry))
-            }
+            let retry: Int
+            if case .breakerOpen(let ms) = error { retry = ms } else { retry = 1000 }
+            throw GatewayError.unavailable("the \(name) stage is unavailable", retryAfterMs: retry)
         }
         switch answer {
         case .continue(let body, let attributes):
@@ -98,7 +100,8 @@ public struct WebhookStage: Stage {
         }
     }
 
-    /// POSTs `body` and reads the answer, all within `timeout_ms`.
+    /// POSTs `body` and reads the answer, all within `timeout_ms` (the runner's deadline bounds
+    /// the same call; this bound keeps `call` finite on its own).
     func post(_ body: [UInt8]) async throws(Failure) -> WebhookAnswer {
         var request = HTTPClientRequest(url: settings.url)
         request.method = .POST
@@ -107,7 +110,7 @@ public struct WebhookStage: Stage {
         if let key { request.headers.add(name: "X-ChatGateway-Signature", value: WebhookRequest.signature(of: body, key: key)) }
         request.body = .bytes(ByteBuffer(bytes: body))
         let prepared = request
-        let timeoutMs = settings.timeoutMs
+        let timeoutMs = self.timeoutMs
         let maxResponseBytes = settings.maxResponseBytes
         let result: Result<(status: Int, body: ByteBuffer), any Error>?
         do {
@@ -157,14 +160,22 @@ public struct WebhookStage: Stage {
         }
     }
 
-    public static let factory = StageFactory(kind: "webhook", settings: WebhookSettings.self) { settings, context in
+    public static let factory = StageFactory(kind: "webhook") { context in
+        let settings = try context.settings.decode(WebhookSettings.self)
         if let kinds = settings.on, !kinds.isSubset(of: context.on) {
             let missing = kinds.subtracting(context.on).map(\.rawValue).sorted().joined(separator: ", ")
             let all = kinds.union(context.on).map(\.rawValue).sorted().joined(separator: ", ")
             throw WebhookSettingsError(
                 description: "settings.on lists \(missing), but the pipeline entry hands this stage only the frame types of its own 'on:'; add 'on: [\(all)]' to the entry")
         }
-        return WebhookStage(name: context.name, settings: settings)
+        if !settings.deprecatedKeys.isEmpty {
+            let keys = settings.deprecatedKeys.map { "settings.\($0)" }.joined(separator: ", ")
+            context.logger.warning(
+                "deprecated webhook settings: move \(keys) to the pipeline entry (beside 'on:'); they apply until then, and the entry's own keys win",
+                metadata: ["gateway.deprecated": "\(keys)"])
+        }
+        let stage = WebhookStage(name: context.name, settings: settings, timeoutMs: context.timeoutMs)
+        return BuiltStage(stage: stage, rendering: settings, policy: stage.policy, onlyOn: settings.on)
     }
 }
 

@@ -27,7 +27,7 @@ public struct Figures: Sendable, Equatable {
     public var keys: [String] { entries.map(\.key) }
 
     /// Sets `p50_us`, `p99_us`, `p999_us` (with `prefix`) from a histogram.
-    mutating func setLatency(_ histogram: LatencyHistogram, prefix: String = "") {
+    mutating func setLatency(_ histogram: BenchHistogram, prefix: String = "") {
         self[prefix + "p50_us"] = histogram.p50.map { Double($0) }
         self[prefix + "p99_us"] = histogram.p99.map { Double($0) }
         self[prefix + "p999_us"] = histogram.p999.map { Double($0) }

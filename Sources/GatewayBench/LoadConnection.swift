@@ -1,3 +1,4 @@
+import GatewayCore
 import NIOCore
 
 /// One generator WebSocket connection: a NIO handler on the generator's event loop, with no
@@ -117,30 +118,17 @@ final class LoadConnection: ChannelInboundHandler {
     /// Parses one frame if it is complete.
     private func readFrame(context: ChannelHandlerContext) -> Bool {
         let start = buffer.readerIndex
-        guard let b0 = buffer.getInteger(at: start, as: UInt8.self), let b1 = buffer.getInteger(at: start + 1, as: UInt8.self) else {
+        guard let header = WebSocketFrameHeader.peek(buffer) else { return false }
+        guard header.payloadLength < 1 << 30 else {
+            context.close(promise: nil)
             return false
         }
-        var offset = 2
-        var length = Int(b1 & 0x7F)
-        if length == 126 {
-            guard let l = buffer.getInteger(at: start + 2, as: UInt16.self) else { return false }
-            length = Int(l)
-            offset = 4
-        } else if length == 127 {
-            guard let l = buffer.getInteger(at: start + 2, as: UInt64.self) else { return false }
-            guard l < 1 << 30 else {
-                context.close(promise: nil)
-                return false
-            }
-            length = Int(l)
-            offset = 10
-        }
         // Server frames are unmasked; a masked one is skipped over correctly all the same.
-        let masked = b1 & 0x80 != 0
-        if masked { offset += 4 }
+        let offset = header.headerLength
+        let length = Int(header.payloadLength)
         guard buffer.readableBytes >= offset + length else { return false }
-        let fin = b0 & 0x80 != 0
-        let opcode = b0 & 0x0F
+        let fin = header.fin
+        let opcode = header.opcode
         buffer.moveReaderIndex(forwardBy: offset)
         defer { buffer.moveReaderIndex(to: start + offset + length) }
         switch opcode {

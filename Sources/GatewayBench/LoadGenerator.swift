@@ -27,10 +27,10 @@ struct LoadSnapshot: Sendable {
     var delivered: UInt64 = 0
     var sent: UInt64 = 0
     var acked: UInt64 = 0
-    var endToEnd = LatencyHistogram()
-    var ack = LatencyHistogram()
+    var endToEnd = BenchHistogram()
+    var ack = BenchHistogram()
     /// Heartbeat round trips (`ping` → `pong`).
-    var ping = LatencyHistogram()
+    var ping = BenchHistogram()
     /// `error` frames by code, refused handshakes (`http_<status>`), unexpected closes (`close_<code>`).
     var errors: [String: Int] = [:]
 }

@@ -1,3 +1,5 @@
+import GatewayCore
+
 /// A config file that cannot be used: every problem found, each with its file, line, column
 /// and YAML path.
 ///
@@ -7,7 +9,7 @@
 /// config.yaml:3:3: error: node.workr_id: unknown key 'workr_id' (did you mean 'worker_id'?)
 /// config.yaml:9:11: error: listen.public.port: expected an integer, got 'abc'
 /// ```
-public struct ConfigError: Error, Sendable, CustomStringConvertible {
+public struct ConfigError: LocatedConfigError, Sendable {
     /// The problems, in file order (line, then column). Never empty.
     public var diagnostics: [ConfigDiagnostic]
 

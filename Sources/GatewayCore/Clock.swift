@@ -10,6 +10,18 @@ import Darwin
 /// can step it, including backwards.
 public protocol GatewayClock: Sendable {
     func nowMillis() -> Int64
+    /// Returns once `nowMillis()` has reached `deadline`; throws `CancellationError` when the
+    /// task is cancelled first. The default sleeps in real time; `TestClock` returns when a
+    /// test steps it past the deadline.
+    func sleep(until deadline: Int64) async throws
+}
+
+extension GatewayClock {
+    public func sleep(until deadline: Int64) async throws {
+        let remaining = deadline - nowMillis()
+        if remaining > 0 { try await Task.sleep(for: .milliseconds(remaining)) }
+        try Task.checkCancellation()
+    }
 }
 
 /// The system's real-time clock.

@@ -147,15 +147,15 @@ public final class Gateway: Sendable {
                 let request = try frame.historyRequest()
                 reply(try await history(user: principal.user, with: request.with, before: request.before, limit: request.limit, ref: frame.ref))
             case .typing:
-                try await typing(frame, principal: principal)
+                try await typing(frame, principal: principal, reply: reply)
             case .read:
-                try await read(frame, principal: principal)
+                try await read(frame, principal: principal, reply: reply)
             case .delivered:
-                try await delivered(frame, principal: principal)
+                try await delivered(frame, principal: principal, reply: reply)
             case .presenceSubscribe:
                 let users = try frame.presenceUsers()
                 var envelope = Envelope(kind: .presenceSubscribe, sender: principal, ref: frame.ref, frame: frame.object, timestamp: clock.nowMillis())
-                if case .reject(let error) = await pipeline.run(&envelope) { throw error }
+                guard try await runStages(&envelope, reply: reply) else { return nil }
                 guard let session = session(of: principal) else {
                     reply(try await presence.query(viewer: principal.user, users: users, ref: frame.ref))
                     return nil
@@ -294,11 +294,10 @@ public final class Gateway: Sendable {
         let message = StoredMessage(
             id: id, from: principal.user, to: to, timestamp: envelope.timestamp, clientMsgID: clientMsgID, body: body.jsonBytes,
             attachments: envelope.attachments.map { JSONValue.array($0).jsonBytes })
-        let recipients: [String]
-        if let resolved = envelope.recipients {
-            recipients = resolved
-        } else {
-            recipients = try await Recipients.resolve(to: to, sender: principal.user, groups: stores.groups)
+        guard let recipients = envelope.recipients else {
+            stats.messagesRejected.wrappingIncrement(ordering: .relaxed)
+            logger.error("the pipeline let a message through without recipients; add a stage that provides them (fanout)")
+            throw GatewayError.internalError
         }
         let liveOnly = envelope.liveOnlyRecipients ?? []
         guard envelope.persist else {
@@ -416,7 +415,22 @@ public final class Gateway: Sendable {
         hub.sessions(of: principal.user).first { $0.id == principal.session }
     }
 
-    private func typing(_ frame: ClientFrame, principal: Principal) async throws {
+    /// Runs the stages that take a frame other than `send`. Returns false when a stage answered
+    /// with `.reply` (the sender got that frame, with the `ref`, and nothing else happens).
+    private func runStages(_ envelope: inout Envelope, reply: (ByteBuffer) -> Void) async throws -> Bool {
+        switch await pipeline.run(&envelope) {
+        case .continue:
+            return true
+        case .reject(let error):
+            throw error
+        case .reply(var object):
+            object["ref"] = envelope.ref.map { .string($0) }
+            reply(ServerFrame.object(object))
+            return false
+        }
+    }
+
+    private func typing(_ frame: ClientFrame, principal: Principal, reply: (ByteBuffer) -> Void) async throws {
         let to = try frame.typingRequest()
         // Ephemeral and cheap to drop: more than one per second from a session is ignored.
         let now = clock.nowMillis()
@@ -428,7 +442,7 @@ public final class Gateway: Sendable {
         }
         guard allowed else { return }
         var envelope = Envelope(kind: .typing, sender: principal, ref: frame.ref, frame: frame.object, to: to, timestamp: clock.nowMillis())
-        if case .reject(let error) = await pipeline.run(&envelope) { throw error }
+        guard try await runStages(&envelope, reply: reply) else { return }
         let recipients = try await Recipients.resolve(to: envelope.to ?? to, sender: principal.user, groups: stores.groups)
         var w = JSONWriter(capacity: 96)
         w.raw("{\"type\":\"typing\",\"from\":")
@@ -442,10 +456,10 @@ public final class Gateway: Sendable {
         }
     }
 
-    private func read(_ frame: ClientFrame, principal: Principal) async throws {
+    private func read(_ frame: ClientFrame, principal: Principal, reply: (ByteBuffer) -> Void) async throws {
         let request = try frame.readRequest()
         var envelope = Envelope(kind: .read, sender: principal, ref: frame.ref, frame: frame.object, to: request.with, timestamp: clock.nowMillis())
-        if case .reject(let error) = await pipeline.run(&envelope) { throw error }
+        guard try await runStages(&envelope, reply: reply) else { return }
         let recipients = try await Recipients.resolve(to: request.with, sender: principal.user, groups: stores.groups)
         let conversation = request.with.conversationKey(sender: principal.user)
         // Only a position that moved forward is news.
@@ -466,10 +480,10 @@ public final class Gateway: Sendable {
 
     /// `delivered`: no reply and nothing stored; the stages that take it (the `push` stage,
     /// `on: [delivered]`) learn that the device holds the user's inbox up to `seq`.
-    private func delivered(_ frame: ClientFrame, principal: Principal) async throws {
+    private func delivered(_ frame: ClientFrame, principal: Principal, reply: (ByteBuffer) -> Void) async throws {
         _ = try frame.deliveredRequest()  // refuse a malformed frame before any stage sees it
         var envelope = Envelope(kind: .delivered, sender: principal, ref: frame.ref, frame: frame.object, timestamp: clock.nowMillis())
-        if case .reject(let error) = await pipeline.run(&envelope) { throw error }
+        _ = try await runStages(&envelope, reply: reply)
     }
 
     /// Stops taking messages and waits for queued commits to finish.

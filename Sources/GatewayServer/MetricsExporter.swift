@@ -60,12 +60,15 @@ final class MetricsExporter: Sendable {
         /// unregistered, so their series end.
         var stages: [StageKey: StageCounters] = [:]
         var buffer: [UInt8] = []
+        /// Each counter's reading at the last scrape, so the next one adds only the difference.
+        var last: [ObjectIdentifier: Int] = [:]
     }
 
     private let registry = PrometheusCollectorRegistry()
     private let fixed: Fixed
-    /// Serializes scrapes: counters are set from absolute readings (reset, then increment),
-    /// which two concurrent scrapes must not interleave. Guards the stage counters and the buffer.
+    /// Serializes scrapes: counters move by the difference between two absolute readings, which
+    /// two concurrent scrapes must not interleave. Guards the stage counters, the last readings
+    /// and the buffer.
     private let state = Mutex(State())
 
     init() {
@@ -115,7 +118,7 @@ final class MetricsExporter: Sendable {
     /// The exposition text of `figures`.
     func render(_ figures: GatewayFigures) -> [UInt8] {
         state.withLock { state in
-            update(figures, stages: &state.stages)
+            update(figures, state: &state)
             state.buffer.removeAll(keepingCapacity: true)
             registry.emit(into: &state.buffer)
             Self.emitLatency(figures.stages, into: &state.buffer)
@@ -124,18 +127,19 @@ final class MetricsExporter: Sendable {
         }
     }
 
-    private func update(_ f: GatewayFigures, stages: inout [StageKey: StageCounters]) {
+    private func update(_ f: GatewayFigures, state: inout State) {
+        func set(_ counter: Counter, _ value: Int) { Self.set(counter, value, last: &state.last) }
         fixed.uptime.set(Double(f.uptimeSeconds))
         fixed.websocket.set(Double(f.websocketConnections))
         fixed.longpoll.set(Double(f.longpollConnections))
         fixed.usersOnline.set(Double(f.usersOnline))
         fixed.pendingCommits.set(Double(f.pendingCommits))
-        Self.set(fixed.framesIn, f.framesIn)
-        Self.set(fixed.framesOut, f.framesOut)
-        Self.set(fixed.accepted, f.messagesAccepted)
-        Self.set(fixed.rejected, f.messagesRejected)
-        Self.set(fixed.deliveries, f.liveDeliveries)
-        Self.set(fixed.slowConsumers, f.slowConsumerCloses)
+        set(fixed.framesIn, f.framesIn)
+        set(fixed.framesOut, f.framesOut)
+        set(fixed.accepted, f.messagesAccepted)
+        set(fixed.rejected, f.messagesRejected)
+        set(fixed.deliveries, f.liveDeliveries)
+        set(fixed.slowConsumers, f.slowConsumerCloses)
         fixed.storeUp.set(f.store == nil ? 0.0 : 1.0)
         if let store = f.store {
             // A failed read keeps the last figures rather than dropping to 0; `store_up` says so.
@@ -143,30 +147,31 @@ final class MetricsExporter: Sendable {
             fixed.storeInboxEntries.set(Double(store.inboxEntries))
             fixed.storeBytes.set(Double(store.bytes))
         }
-        Self.set(fixed.pushSent, f.pushSent)
-        Self.set(fixed.pushFailed, f.pushFailed)
+        set(fixed.pushSent, f.pushSent)
+        set(fixed.pushFailed, f.pushFailed)
         fixed.pushQueued.set(Double(f.pushQueued))
-        Self.set(fixed.mediaUploads, f.mediaUploads)
-        Self.set(fixed.mediaBytesIn, f.mediaBytesIn)
+        set(fixed.mediaUploads, f.mediaUploads)
+        set(fixed.mediaBytesIn, f.mediaBytesIn)
         fixed.mediaBytesStored.set(Double(f.mediaBytesStored))
-        Self.set(fixed.reloadsSucceeded, f.reloads.succeeded)
-        Self.set(fixed.reloadsFailed, f.reloads.failed)
+        set(fixed.reloadsSucceeded, f.reloads.succeeded)
+        set(fixed.reloadsFailed, f.reloads.failed)
 
         var seen: Set<StageKey> = []
         for stage in f.stages {
             let key = StageKey(name: stage.name, kind: stage.kind)
             seen.insert(key)
-            let counters = stages[key] ?? makeStageCounters(key)
-            stages[key] = counters
-            Self.set(counters.processed, stage.processed)
-            Self.set(counters.rejected, stage.rejected)
-            Self.set(counters.errors, stage.errors)
+            let counters = state.stages[key] ?? makeStageCounters(key)
+            state.stages[key] = counters
+            set(counters.processed, stage.processed)
+            set(counters.rejected, stage.rejected)
+            set(counters.errors, stage.errors)
         }
-        for (key, counters) in stages where !seen.contains(key) {
-            registry.unregisterCounter(counters.processed)
-            registry.unregisterCounter(counters.rejected)
-            registry.unregisterCounter(counters.errors)
-            stages[key] = nil
+        for (key, counters) in state.stages where !seen.contains(key) {
+            for counter in [counters.processed, counters.rejected, counters.errors] {
+                registry.unregisterCounter(counter)
+                state.last[ObjectIdentifier(counter)] = nil
+            }
+            state.stages[key] = nil
         }
     }
 
@@ -178,11 +183,21 @@ final class MetricsExporter: Sendable {
             errors: registry.makeCounter(descriptor: Self.descriptor("stage_errors", unit: "total", help: Help.stageErrors), labels: labels))
     }
 
-    /// Sets a counter to an absolute reading (our counters are the source of truth; a reload
-    /// starts a stage's from 0, which Prometheus treats as a counter reset).
-    private static func set(_ counter: Counter, _ value: Int) {
-        counter.reset()
-        counter.increment(by: Int64(max(0, value)))
+    /// Brings a counter to an absolute reading (our counters are the source of truth) by adding
+    /// the difference since the last scrape: a counter is never reset while its source only
+    /// grows. A reading below the last one (a source that started over) resets it, which
+    /// Prometheus treats as a counter reset.
+    private static func set(_ counter: Counter, _ value: Int, last: inout [ObjectIdentifier: Int]) {
+        let value = max(0, value)
+        let key = ObjectIdentifier(counter)
+        let previous = last[key] ?? 0
+        if value >= previous {
+            if value > previous { counter.increment(by: Int64(value - previous)) }
+        } else {
+            counter.reset()
+            counter.increment(by: Int64(value))
+        }
+        last[key] = value
     }
 
     // MARK: Latency histograms

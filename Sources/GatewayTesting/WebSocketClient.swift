@@ -1,4 +1,5 @@
 import Foundation
+import GatewayCore
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -211,25 +212,13 @@ final class ClientFrameHandler: ChannelInboundHandler {
 
     private func nextFrame() -> Frame? {
         let start = buffer.readerIndex
-        guard let b0 = buffer.getInteger(at: start, as: UInt8.self), let b1 = buffer.getInteger(at: start + 1, as: UInt8.self) else {
-            return nil
-        }
-        var offset = 2
-        var length = Int(b1 & 0x7F)
-        if length == 126 {
-            guard let l = buffer.getInteger(at: start + 2, as: UInt16.self) else { return nil }
-            length = Int(l)
-            offset = 4
-        } else if length == 127 {
-            guard let l = buffer.getInteger(at: start + 2, as: UInt64.self) else { return nil }
-            length = Int(min(l, UInt64(Int.max / 2)))
-            offset = 10
-        }
-        if b1 & 0x80 != 0 { offset += 4 }
+        guard let header = WebSocketFrameHeader.peek(buffer) else { return nil }
+        let offset = header.headerLength
+        let length = Int(min(header.payloadLength, UInt64(Int.max / 2)))
         guard buffer.readableBytes >= offset + length else { return nil }
         let payload = buffer.getBytes(at: start + offset, length: length) ?? []
         buffer.moveReaderIndex(forwardBy: offset + length)
-        return Frame(fin: b0 & 0x80 != 0, opcode: b0 & 0x0F, payload: payload)
+        return Frame(fin: header.fin, opcode: header.opcode, payload: payload)
     }
 
     private func handle(_ frame: Frame, context: ChannelHandlerContext) {

@@ -7,13 +7,12 @@ import StagePersist
 import StagePush
 import StageRateLimit
 import StageWebhook
-import StageWordFilter
 
-/// Every stage kind this binary knows, sorted by kind. Add a custom stage's factory here.
+/// The stage kinds the project ships (short names, no owner prefix), sorted by kind. Custom
+/// stages, the example `example.wordfilter` among them, are registered in `CustomStages`.
 enum BuiltInStages {
-    static let factories: [StageFactory] = [
+    static let builtIn: [StageFactory] = [
         AuthStageFactory.factory,  // auth
-        WordFilterStage.factory,  // example.wordfilter
         FanoutStage.factory,  // fanout
         IDStage.factory,  // id
         MediaStage.factory,  // media
@@ -22,6 +21,9 @@ enum BuiltInStages {
         RateLimitStage.factory,  // ratelimit
         WebhookStage.factory,  // webhook
     ]
+
+    /// Every kind this binary knows: the built-in ones, then `CustomStages.factories`.
+    static var factories: [StageFactory] { builtIn + CustomStages.factories }
 
     static func registry() throws -> StageRegistry {
         try StageRegistry(factories)

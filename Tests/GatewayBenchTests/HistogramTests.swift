@@ -5,7 +5,7 @@ import Testing
 @Suite("latency histogram")
 struct HistogramTests {
     @Test func percentilesOfRecordedValues() {
-        var histogram = LatencyHistogram()
+        var histogram = BenchHistogram()
         #expect(histogram.p50 == nil)
         for value in 1...1000 { histogram.record(micros: UInt64(value)) }
         #expect(histogram.count == 1000)
@@ -16,7 +16,7 @@ struct HistogramTests {
     }
 
     @Test func recordsNanosecondIntervalsInMicroseconds() {
-        var histogram = LatencyHistogram()
+        var histogram = BenchHistogram()
         histogram.record(fromNanos: 1_000_000_000, toNanos: 1_000_250_000)
         #expect(histogram.p50 == 250)
         // A clock that went backwards counts as the smallest latency, not a huge one.
@@ -26,8 +26,8 @@ struct HistogramTests {
     }
 
     @Test func mergeAddsEveryValue() {
-        var fast = LatencyHistogram()
-        var slow = LatencyHistogram()
+        var fast = BenchHistogram()
+        var slow = BenchHistogram()
         for _ in 0..<99 { fast.record(micros: 100) }
         for _ in 0..<900 { slow.record(micros: 10_000) }
         slow.record(micros: 1_000_000_000)  // beyond the range: clamped, still counted
@@ -36,9 +36,9 @@ struct HistogramTests {
         #expect(fast.clamped == 1)
         #expect(fast.p50 == 10_007 || fast.p50 == 10_000)
         #expect(fast.percentile(9) == 100)
-        #expect(fast.max == LatencyHistogram.highestMicros || (fast.max ?? 0) >= LatencyHistogram.highestMicros)
-        var empty = LatencyHistogram()
-        empty.merge(LatencyHistogram())
+        #expect(fast.max == BenchHistogram.highestMicros || (fast.max ?? 0) >= BenchHistogram.highestMicros)
+        var empty = BenchHistogram()
+        empty.merge(BenchHistogram())
         #expect(empty.count == 0)
         #expect(empty.p99 == nil)
     }

@@ -37,9 +37,15 @@ struct WebhookStageTests {
         try await runner.value
     }
 
+    /// Runs the stage as the pipeline runner does: its `on_error` (and the frame kinds of the
+    /// deprecated `settings.on`) are the runner's to apply. No runner deadline here: the
+    /// harness clock does not move, and the stage's own HTTP bound is `timeout_ms`.
     func run(_ stage: WebhookStage, _ envelope: inout Envelope, clock: (any GatewayClock)? = nil) async throws -> StageOutcome {
         let context = StageContext(name: stage.name, logger: harness.logger, clock: clock ?? harness.clock, stores: harness.stores, presence: harness.presence)
-        return try await stage.process(&envelope, context: context)
+        let entry = Pipeline.Entry(
+            name: stage.name, kind: "webhook", on: stage.settings.on ?? [envelope.kind], stage: stage,
+            policy: StagePolicy(onError: stage.policy.onError), context: context)
+        return await entry.run(&envelope)
     }
 
     func send(_ stage: WebhookStage, _ body: JSONValue = "hello", clock: (any GatewayClock)? = nil) async throws -> (StageOutcome, Envelope) {

@@ -379,21 +379,34 @@ public struct DebugSettings: Decodable, Sendable {
     }
 }
 
-/// One `pipeline:` item: `{stage, name?, on?, settings?}`.
+/// One `pipeline:` item: `{stage, name?, on?, timeout_ms?, on_error?, settings?}`.
 public struct PipelineEntry: Decodable, Sendable {
     public var stage: String
     /// Defaults to the kind; unique within the pipeline.
     public var name: String
     /// Frame kinds the stage sees. Default `[send]`.
     public var on: Set<FrameKind>
+    /// The stage's deadline per frame (`StagePolicy`); nil: the kind's default (none for most).
+    public var timeoutMs: Int?
+    /// What a failure of the stage means for the frame; nil: the kind's default (`reject`).
+    public var onError: StagePolicy.OnError?
     public var settings: any SettingsSource
 
-    enum CodingKeys: String, CodingKey { case stage, name, on, settings }
+    enum CodingKeys: String, CodingKey {
+        case stage, name, on, settings
+        case timeoutMs = "timeout_ms"
+        case onError = "on_error"
+    }
 
-    public init(stage: String, name: String? = nil, on: Set<FrameKind> = [.send], settings: any SettingsSource) {
+    public init(
+        stage: String, name: String? = nil, on: Set<FrameKind> = [.send], timeoutMs: Int? = nil, onError: StagePolicy.OnError? = nil,
+        settings: any SettingsSource
+    ) {
         self.stage = stage
         self.name = name ?? stage
         self.on = on
+        self.timeoutMs = timeoutMs
+        self.onError = onError
         self.settings = settings
     }
 
@@ -412,6 +425,18 @@ public struct PipelineEntry: Decodable, Sendable {
         let allowed: Set<FrameKind> = [.send, .typing, .read, .presenceSubscribe, .delivered]
         try require(kinds.allSatisfy(allowed.contains), c, .on, "may list send, typing, read, presence.subscribe, delivered")
         on = Set(kinds)
+        timeoutMs = try c.decodeIfPresent(Int.self, forKey: .timeoutMs)
+        if let timeoutMs {
+            try require(StagePolicy.timeoutRange.contains(timeoutMs), c, .timeoutMs, "must be 1...600000 (was \(timeoutMs))")
+        }
+        if let name = try c.decodeIfPresent(String.self, forKey: .onError) {
+            guard let onError = StagePolicy.OnError(rawValue: name) else {
+                throw DecodingError.dataCorruptedError(forKey: .onError, in: c, debugDescription: "must be reject or continue (was '\(name)')")
+            }
+            self.onError = onError
+        } else {
+            onError = nil
+        }
         guard let capturing = decoder as? any SettingsCapturingDecoder else {
             throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "settings need the gateway's config decoder"))
         }

@@ -18,14 +18,27 @@ public final class Pipeline: Sendable {
         /// Effective settings, secrets redacted (for `/admin/pipeline`).
         public let settings: JSONValue
         public let stats: StageStats
+        /// The effective `timeout_ms` and `on_error` the runner applies to this stage.
+        public let policy: StagePolicy
+        /// The roles this entry's stage provides.
+        public let provides: Set<StageRole>
+        let authenticator: (any Authenticator)?
+        let messageIDs: (any MessageIDSource)?
         let context: StageContext
 
-        init(name: String, kind: String, on: Set<FrameKind>, stage: any Stage, settings: JSONValue, stats: StageStats, context: StageContext) {
+        init(
+            name: String, kind: String, on: Set<FrameKind>, built: BuiltStage, provides: Set<StageRole>, policy: StagePolicy, stats: StageStats,
+            context: StageContext
+        ) {
             self.name = name
             self.kind = kind
             self.on = on
-            self.stage = stage
-            self.settings = settings
+            self.stage = built.stage
+            self.settings = built.settings
+            self.authenticator = built.authenticator
+            self.messageIDs = built.messageIDs
+            self.provides = provides
+            self.policy = policy
             self.stats = stats
             self.context = context
         }
@@ -39,9 +52,9 @@ public final class Pipeline: Sendable {
     }
 
     public let entries: [Entry]
-    /// The stage that verifies tokens (the first `Authenticator` in the list), if any.
+    /// The stage that verifies tokens (the first entry providing `.authenticator`), if any.
     public let authenticator: (any Authenticator)?
-    /// The stage that stamps ids (the first `MessageIDSource`), if any.
+    /// The stage that stamps ids (the first entry providing `.messageIDs`), if any.
     public let idSource: (any MessageIDSource)?
     /// Entries per frame kind, in pipeline order, so a frame walks only its own stages.
     private let byKind: [FrameKind: [Entry]]
@@ -50,8 +63,8 @@ public final class Pipeline: Sendable {
 
     public init(entries: [Entry]) {
         self.entries = entries
-        authenticator = entries.lazy.compactMap { $0.stage as? any Authenticator }.first
-        idSource = entries.lazy.compactMap { $0.stage as? any MessageIDSource }.first
+        authenticator = entries.lazy.compactMap(\.authenticator).first
+        idSource = entries.lazy.compactMap(\.messageIDs).first
         var byKind: [FrameKind: [Entry]] = [:]
         for kind in FrameKind.allCases {
             byKind[kind] = entries.filter { $0.on.contains(kind) }
@@ -70,6 +83,7 @@ public final class Pipeline: Sendable {
     ) throws -> Pipeline {
         var entries: [Entry] = []
         var names: Set<String> = []
+        var orderings: [StageOrdering] = []
         for (index, item) in config.enumerated() {
             guard let factory = registry.factory(for: item.stage) else {
                 throw BuildError(index: index, message: "unknown stage kind '\(item.stage)' (known: \(registry.kinds.joined(separator: ", ")))")
@@ -81,73 +95,80 @@ public final class Pipeline: Sendable {
             stageLogger[metadataKey: "gateway.stage"] = .string(item.name)
             let buildContext = StageBuildContext(
                 name: item.name, kind: item.stage, settings: item.settings, on: item.on, logger: stageLogger, clock: clock, stores: stores, node: node,
-                exposure: exposure)
+                exposure: exposure, timeoutMs: item.timeoutMs, onError: item.onError)
             let built: BuiltStage
             do {
                 built = try factory.make(buildContext)
             } catch let error as BuildError {
                 throw error
+            } catch let error as any LocatedConfigError {
+                throw error
             } catch {
-                if String(describing: type(of: error)) == "ConfigError" { throw error }
                 throw BuildError(index: index, message: "stage '\(item.name)': \(error)")
             }
+            if factory.provides.contains(.authenticator), built.authenticator == nil {
+                throw BuildError(index: index, message: "stage '\(item.name)': kind '\(item.stage)' declares the authenticator role but built no Authenticator")
+            }
+            if factory.provides.contains(.messageIDs), built.messageIDs == nil {
+                throw BuildError(index: index, message: "stage '\(item.name)': kind '\(item.stage)' declares the message_ids role but built no MessageIDSource")
+            }
+            let policy = StagePolicy(timeoutMs: item.timeoutMs ?? built.policy.timeoutMs, onError: item.onError ?? built.policy.onError)
             let context = StageContext(name: item.name, logger: stageLogger, clock: clock, stores: stores, presence: presence)
+            let on = built.onlyOn.map { item.on.intersection($0) } ?? item.on
             entries.append(
-                Entry(name: item.name, kind: item.stage, on: item.on, stage: built.stage, settings: built.settings, stats: StageStats(), context: context))
+                Entry(name: item.name, kind: item.stage, on: on, built: built, provides: factory.provides, policy: policy, stats: StageStats(), context: context))
+            orderings.append(factory.ordering)
         }
-        try validateOrder(entries)
+        try validateOrder(entries, orderings: orderings, registry: registry)
         return Pipeline(entries: entries)
     }
 
-    /// `fanout` resolves the inboxes `persist` writes to, so a pipeline with `persist` needs a
-    /// `fanout` too (after it, as in DESIGN.md), and both must come after `id`.
-    static func validateOrder(_ entries: [Entry]) throws {
-        let kinds = entries.map(\.kind)
-        if let persist = kinds.firstIndex(of: "persist") {
-            guard kinds.contains("fanout") else {
-                throw BuildError(index: persist, message: "stage 'persist' needs a 'fanout' stage to resolve the inboxes it writes")
-            }
-            if let id = kinds.firstIndex(of: "id"), id > persist {
-                throw BuildError(index: id, message: "stage 'id' must come before 'persist'")
-            }
-            if !kinds.contains("id") {
-                throw BuildError(index: persist, message: "stage 'persist' needs an 'id' stage before it to stamp message ids")
-            }
+    /// Checks what the factories declared: each entry's `after:` roles are provided by an
+    /// earlier entry, its `requires:` roles by some entry; and the core's own needs: a stage
+    /// that verifies tokens, and, when a stage asks for the durable write, stages that stamp
+    /// ids and choose recipients (the commit needs both).
+    static func validateOrder(_ entries: [Entry], orderings: [StageOrdering], registry: StageRegistry) throws {
+        func providers(_ role: StageRole) -> String {
+            let kinds = registry.kinds(providing: role)
+            return kinds.isEmpty ? "" : " (\(kinds.map { "'\($0)'" }.joined(separator: " or ")))"
         }
-        if !entries.contains(where: { $0.stage is any Authenticator }) {
-            throw BuildError(index: 0, message: "the pipeline needs an 'auth' stage: it verifies the tokens clients connect with")
+        let all = entries.reduce(into: Set<StageRole>()) { $0.formUnion($1.provides) }
+        var earlier: Set<StageRole> = []
+        for (index, (entry, ordering)) in zip(entries, orderings).enumerated() {
+            for role in ordering.after where !earlier.contains(role) {
+                let message =
+                    all.contains(role)
+                    ? "stage '\(entry.name)' must come after the stage that provides \(role)\(providers(role))"
+                    : "stage '\(entry.name)' needs a stage before it that provides \(role)\(providers(role))"
+                throw BuildError(index: index, message: message)
+            }
+            for role in ordering.requires where !all.contains(role) {
+                throw BuildError(index: index, message: "stage '\(entry.name)' needs a stage that provides \(role)\(providers(role))")
+            }
+            earlier.formUnion(entry.provides)
+        }
+        if !all.contains(.authenticator) {
+            throw BuildError(
+                index: 0, message: "the pipeline needs a stage that provides authenticator\(providers(.authenticator)): it verifies the tokens clients connect with")
+        }
+        if let durable = entries.firstIndex(where: { $0.provides.contains(.durability) }) {
+            for role in [StageRole.messageIDs, .recipients] where !all.contains(role) {
+                throw BuildError(index: durable, message: "stage '\(entries[durable].name)' asks for the durable write, which needs a stage that provides \(role)\(providers(role))")
+            }
         }
     }
 
     /// Runs the stages that take `envelope.kind`, in order; stops at the first non-`continue`.
+    ///
+    /// Each stage runs under its entry's policy: with `timeout_ms`, `process` runs in a task of
+    /// its own raced against the clock's deadline (the stage is cancelled when the deadline
+    /// wins); a throw or a missed deadline applies `on_error`.
     public func run(_ envelope: inout Envelope) async -> StageOutcome {
         guard let stages = byKind[envelope.kind] else { return .continue }
         for entry in stages {
-            let start = monotonicNanos()
-            let outcome: StageOutcome
-            do {
-                outcome = try await entry.stage.process(&envelope, context: entry.context)
-            } catch {
-                entry.stats.latency.record(nanoseconds: monotonicNanos() &- start)
-                entry.stats.processed.wrappingIncrement(ordering: .relaxed)
-                entry.stats.errors.wrappingIncrement(ordering: .relaxed)
-                let clientError = GatewayError.from(error)
-                if clientError.code == .internal {
-                    entry.context.logger.error("stage failed", metadata: ["error": "\(error)", "gateway.session": "\(envelope.sender.session)"])
-                }
-                return .reject(clientError)
-            }
-            entry.stats.latency.record(nanoseconds: monotonicNanos() &- start)
-            entry.stats.processed.wrappingIncrement(ordering: .relaxed)
-            switch outcome {
-            case .continue:
-                continue
-            case .reject:
-                entry.stats.rejected.wrappingIncrement(ordering: .relaxed)
-                return outcome
-            case .reply:
-                return outcome
-            }
+            let outcome = await entry.runStage(&envelope)
+            if case .continue = outcome { continue }
+            return outcome
         }
         return .continue
     }

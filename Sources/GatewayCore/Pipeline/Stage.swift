@@ -1,15 +1,4 @@
-import Logging
 import ServiceLifecycle
-
-/// What a stage decides about an envelope.
-public enum StageOutcome: Sendable {
-    /// Pass the (possibly changed) envelope to the next stage.
-    case `continue`
-    /// Stop here and answer the sender with this error; nothing is stored.
-    case reject(GatewayError)
-    /// Stop here and answer the sender with this frame instead of the usual reply.
-    case reply(JSONObject)
-}
 
 /// A step of the pipeline: auth, id stamping, persistence, fanout, push, or one you write.
 ///
@@ -48,46 +37,4 @@ public protocol Stage: Sendable {
 extension Stage {
     public func committed(_ envelope: Envelope, outcome: CommitOutcome, context: StageContext) async {}
     public var services: [any Service] { [] }
-}
-
-/// A stage that turns tokens into identities; the `auth` stage is one. Transports call it for
-/// handshake tokens, `auth` frames and HTTP API bearer tokens.
-public protocol Authenticator: Sendable {
-    func authenticate(token: String) async throws(GatewayError) -> Identity
-}
-
-/// The user a token speaks for.
-public struct Identity: Sendable, Hashable {
-    public var user: String
-    /// When the token expires, in milliseconds since the Unix epoch.
-    public var expiresAt: Int64?
-
-    public init(user: String, expiresAt: Int64?) {
-        self.user = user
-        self.expiresAt = expiresAt
-    }
-}
-
-/// What a stage can reach while it processes a frame.
-public struct StageContext: Sendable {
-    /// The stage's name in the pipeline (its `name:` or its kind).
-    public let name: String
-    public let logger: Logger
-    public let clock: any GatewayClock
-    public let stores: Stores
-    /// Who is online on this node.
-    public let presence: any PresenceQuery
-
-    public init(name: String, logger: Logger, clock: any GatewayClock, stores: Stores, presence: any PresenceQuery) {
-        self.name = name
-        self.logger = logger
-        self.clock = clock
-        self.stores = stores
-        self.presence = presence
-    }
-}
-
-/// Which users have a live session (on this node).
-public protocol PresenceQuery: Sendable {
-    func isOnline(_ user: String) -> Bool
 }

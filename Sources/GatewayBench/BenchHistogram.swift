@@ -5,12 +5,12 @@ import Histogram
 ///
 /// A value type with no locks: each recorder owns one (the generator records on its single event
 /// loop) and histograms from several runs or recorders are combined with `merge`.
-public struct LatencyHistogram: Sendable, Equatable {
+public struct BenchHistogram: Sendable, Equatable {
     /// The largest latency kept apart; larger ones are clamped to it (and counted in `clamped`).
     public static let highestMicros: UInt64 = 600_000_000
 
     private(set) var histogram = Histogram<UInt64>(
-        lowestDiscernibleValue: 1, highestTrackableValue: LatencyHistogram.highestMicros, numberOfSignificantValueDigits: .three)
+        lowestDiscernibleValue: 1, highestTrackableValue: BenchHistogram.highestMicros, numberOfSignificantValueDigits: .three)
     /// Values above `highestMicros`.
     public private(set) var clamped: UInt64 = 0
 
@@ -35,7 +35,7 @@ public struct LatencyHistogram: Sendable, Equatable {
     }
 
     /// Adds every value of `other`.
-    public mutating func merge(_ other: LatencyHistogram) {
+    public mutating func merge(_ other: BenchHistogram) {
         histogram.add(other.histogram)
         clamped += other.clamped
     }
@@ -61,7 +61,7 @@ public struct LatencyHistogram: Sendable, Equatable {
     }
 
     /// Same count, clamped count and percentiles.
-    public static func == (lhs: LatencyHistogram, rhs: LatencyHistogram) -> Bool {
+    public static func == (lhs: BenchHistogram, rhs: BenchHistogram) -> Bool {
         lhs.count == rhs.count && lhs.clamped == rhs.clamped && lhs.p50 == rhs.p50 && lhs.p99 == rhs.p99 && lhs.p999 == rhs.p999
             && lhs.max == rhs.max
     }

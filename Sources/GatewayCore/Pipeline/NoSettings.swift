@@ -1,0 +1,4 @@
+/// No settings: for stages that take none (`id` on a node with defaults, say).
+public struct NoSettings: Codable, Sendable {
+    public init() {}
+}
