@@ -57,7 +57,7 @@ public final class GatewayApplication: Sendable {
         self.addresses = ClientAddressResolver(trustedProxies: configuration.listen.public.trustedProxies)
         self.longPoll = LongPollRegistry(gateway: gateway, settings: configuration.longpoll, admission: admission)
         self.heartbeats = HeartbeatSweeper(gateway: gateway, timeoutMs: configuration.presence.offlineAfterMs)
-        self.tokenDeadlines = TokenDeadlines(eventLoop: MultiThreadedEventLoopGroup.singleton.next())
+        self.tokenDeadlines = TokenDeadlines(eventLoop: MultiThreadedEventLoopGroup.singleton.next(), clock: gateway.clock)
         self.extraServices = services
         self.stageServices = StageServiceHost(services: gateway.pipeline.services, logger: logger)
         self.reloader = PipelineReloader(gateway: gateway, source: reloadPipeline, services: stageServices, logger: logger)

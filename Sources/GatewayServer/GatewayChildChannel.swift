@@ -65,7 +65,8 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
             let handshake = self.handshake
             let deadlines = self.deadlines
             let addresses = self.addresses
-            let requestTimeout = TimeAmount.milliseconds(Int64(gateway.limits.requestTimeoutMs))
+            let requestTimeoutMs = Int64(gateway.limits.requestTimeoutMs)
+            let clock = gateway.clock
             let sessionLogger = self.logger
             let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
                 maxFrameSize: gateway.limits.maxFrameBytes,
@@ -112,7 +113,7 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
                 notUpgradingCompletionHandler: { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
-                        try channel.pipeline.syncOperations.addHandler(RequestBodyDeadline(timeout: requestTimeout))
+                        try channel.pipeline.syncOperations.addHandler(RequestBodyDeadline(timeoutMs: requestTimeoutMs, clock: clock))
                         try channel.pipeline.syncOperations.addHandler(
                             HTTPConnectionStateHandler(idleTimeout: .seconds(75), logger: logger))
                         let asyncChannel = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
@@ -139,7 +140,8 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
             // Slowloris: a first request (or handshake) not complete within
             // `limits.handshake_timeout_ms` closes the connection; later requests fall under
             // Hummingbird's idle timeout.
-            let deadline = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(gateway.limits.handshakeTimeoutMs))) {
+            let handshakeEnds = clock.nowMillis() + Int64(gateway.limits.handshakeTimeoutMs)
+            let deadline = clock.schedule(at: handshakeEnds, on: channel.eventLoop) {
                 channel.close(promise: nil)
             }
             result.whenComplete { _ in deadline.cancel() }

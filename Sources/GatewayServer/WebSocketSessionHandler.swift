@@ -43,8 +43,8 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var readPending = false
     private var closing = false
     /// Until the session opens: no `auth` within `auth_timeout_ms` (or silence for
-    /// `offline_after_ms`, if shorter) closes the connection.
-    private var authTimer: Scheduled<Void>?
+    /// `offline_after_ms`, if shorter) closes the connection. On the gateway's clock.
+    private var authTimer: ClockTimer?
     /// Counts the token deadlines set and dropped: one that fires with an older count is stale.
     private var deadlineGeneration: UInt32 = 0
 
@@ -73,14 +73,15 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
             let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
             let authTimeout = gateway.limits.authTimeoutMs
             let idleTimeout = gateway.presenceSettings.offlineAfterMs
+            let now = gateway.clock.nowMillis()
             // Sessions are swept for silence (`HeartbeatSweeper`); before one opens, a silence
             // shorter than the auth timeout closes the connection the same way.
             if idleTimeout < authTimeout {
-                authTimer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(idleTimeout))) {
+                authTimer = gateway.clock.schedule(at: now + Int64(idleTimeout), on: context.eventLoop) {
                     handler.value.close(code: .normal, reason: "heartbeat timeout")
                 }
             } else {
-                authTimer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(authTimeout))) {
+                authTimer = gateway.clock.schedule(at: now + Int64(authTimeout), on: context.eventLoop) {
                     handler.value.connection?.fail(.unauthorized("no auth frame within \(authTimeout) ms"), code: .unauthorized)
                 }
             }
@@ -139,8 +140,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
         deadlineGeneration &+= 1
         guard let connection else { return }
         guard let expiresAt, context != nil else { return deadlines.remove(connection) }
-        let delay = max(0, expiresAt - gateway.clock.nowMillis())
-        deadlines.set(connection, at: .now() + .milliseconds(delay), generation: deadlineGeneration, grace: false)
+        deadlines.set(connection, at: expiresAt, generation: deadlineGeneration, grace: false)
     }
 
     /// A deadline `authenticated` or `tokenExpired` set has passed (called by `TokenDeadlines`).
@@ -158,9 +158,11 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
     private func tokenExpired() {
         guard let connection, let session = connection.session, context != nil else { return }
         guard session.tokenExpiresAt.load(ordering: .relaxed) <= gateway.clock.nowMillis() else { return }
+        // Taken before the notice goes out: a client (or a test stepping the clock) that sees it
+        // knows when the grace ends.
+        let graceEnds = gateway.clock.nowMillis() + Int64(gateway.limits.authTimeoutMs)
         _ = connection.send(ServerFrame.error(GatewayError(.tokenExpired, "token expired: send a fresh 'auth' frame"), ref: nil))
-        let grace = TimeAmount.milliseconds(Int64(gateway.limits.authTimeoutMs))
-        deadlines.set(connection, at: .now() + grace, generation: deadlineGeneration, grace: true)
+        deadlines.set(connection, at: graceEnds, generation: deadlineGeneration, grace: true)
     }
 
     // MARK: Inbound

@@ -53,14 +53,19 @@ public final class Presence: Sendable {
             if !wasPending { publish(user) }
             return
         }
-        let grace = settings.graceMs
         let now = clock.nowMillis()
+        // A time on the gateway's clock, taken now: the grace ends then however late the task
+        // starts, and a test stepping its clock past it sees the event.
+        let graceEnds = now + Int64(settings.graceMs)
         state.withLock { state in
             remember(user, at: now, in: &state)
             state.pendingOffline[user]?.cancel()
-            state.pendingOffline[user] = Task { [self] in
-                if grace > 0 { try? await Task.sleep(for: .milliseconds(grace)) }
-                guard !Task.isCancelled else { return }
+            state.pendingOffline[user] = Task { [self, clock] in
+                do {
+                    try await clock.sleep(until: graceEnds)
+                } catch {
+                    return  // cancelled: the user came back, or the gateway stops
+                }
                 let still = self.state.withLock { state -> Bool in
                     guard state.pendingOffline[user] != nil else { return false }
                     state.pendingOffline[user] = nil
