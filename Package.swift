@@ -112,6 +112,8 @@ let package = Package(
             name: "GatewayTesting",
             dependencies: [
                 "GatewayCore", .product(name: "Logging", package: "swift-log"),
+                // The config loader's own decoder for stage settings (StageSettings).
+                "GatewayConfig",
                 // The raw WebSocket test client (WebSocketClient, WebSocketStream).
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
