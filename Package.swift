@@ -114,6 +114,10 @@ let package = Package(
                 "GatewayCore", .product(name: "Logging", package: "swift-log"),
                 // The config loader's own decoder for stage settings (StageSettings).
                 "GatewayConfig",
+                // The local HTTP service stages' tests call (LocalHTTPService).
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdHTTP2", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 // The raw WebSocket test client (WebSocketClient, WebSocketStream).
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
