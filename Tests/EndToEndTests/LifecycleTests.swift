@@ -28,16 +28,12 @@ struct LifecycleTests {
         }
     }
 
-    /// Waits (bounded) for the server side of closed connections to finish closing: the client
-    /// has seen its socket close, the server's channel close runs right after on its loop.
-    static func settled(_ gateway: TestGateway, within seconds: Double = 10) async throws -> [String: Int] {
-        let end = Date().addingTimeInterval(seconds)
-        var counts = gateway.bootstrap.application.lifecycleCounts
-        while counts.values.contains(where: { $0 != 0 }), Date() < end {
-            try await Task.sleep(for: .milliseconds(20))
-            counts = gateway.bootstrap.application.lifecycleCounts
-        }
-        return counts
+    /// The counts still above 0 once the server side of closed connections has finished closing
+    /// (the client has seen its socket close; the server's channel close runs right after, on its
+    /// loop): `TeardownCheck` lets the loops run what is queued between looks.
+    static func settled(_ gateway: TestGateway) async -> [String: Int] {
+        let application = gateway.bootstrap.application
+        return await TeardownCheck.leftovers { application.lifecycleCounts }
     }
 
     static func expectNothingLeft(_ counts: [String: Int], _ what: String) {
@@ -69,7 +65,7 @@ struct LifecycleTests {
                 stream.raw.disconnect()
             }
         }
-        Self.expectNothingLeft(try await Self.settled(gateway), "handshake-authenticated")
+        Self.expectNothingLeft(await Self.settled(gateway), "handshake-authenticated")
         await gateway.stop()
     }
 
@@ -95,7 +91,7 @@ struct LifecycleTests {
             #expect(status == 101)
             #expect(try await stream.closeCode() == 4001)
         }
-        Self.expectNothingLeft(try await Self.settled(gateway), "frame-authenticated or silent")
+        Self.expectNothingLeft(await Self.settled(gateway), "frame-authenticated or silent")
         await gateway.stop()
     }
 
@@ -120,7 +116,7 @@ struct LifecycleTests {
                 try await Self.closed(stream)
             }
         }
-        Self.expectNothingLeft(try await Self.settled(gateway), "refused, bad-frame and kicked")
+        Self.expectNothingLeft(await Self.settled(gateway), "refused, bad-frame and kicked")
         await gateway.stop()
     }
 
@@ -143,7 +139,7 @@ struct LifecycleTests {
             // The others expire after session_ttl_ms without a poll.
         }
         try await http.shutdown()
-        Self.expectNothingLeft(try await Self.settled(gateway), "long-poll")
+        Self.expectNothingLeft(await Self.settled(gateway), "long-poll")
         await gateway.stop()
     }
 }

@@ -19,6 +19,9 @@ public final class Presence: Sendable {
         /// When each user was last active, for users who went offline (bounded, oldest dropped).
         var lastSeen: [String: Int64] = [:]
         var lastSeenOrder: [String] = []
+        /// Set by `stop()`: sessions closed at shutdown start no grace wait (nobody is left to
+        /// tell, and a task started then would outlive the gateway).
+        var stopped = false
     }
 
     /// Guards subscriptions, pending offline events and last-seen times.
@@ -60,6 +63,7 @@ public final class Presence: Sendable {
         state.withLock { state in
             remember(user, at: now, in: &state)
             state.pendingOffline[user]?.cancel()
+            guard !state.stopped else { return }
             state.pendingOffline[user] = Task { [self, clock] in
                 do {
                     try await clock.sleep(until: graceEnds)
@@ -184,6 +188,7 @@ public final class Presence: Sendable {
     /// Cancels pending offline events (shutdown).
     public func stop() {
         let tasks = state.withLock { state -> [Task<Void, Never>] in
+            state.stopped = true
             defer { state.pendingOffline = [:] }
             return Array(state.pendingOffline.values)
         }
