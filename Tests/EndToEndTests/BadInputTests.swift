@@ -291,13 +291,8 @@ enum RawHTTP {
             }
             .connect(host: "127.0.0.1", port: port).get()
         try await channel.writeAndFlush(ByteBuffer(string: request)).get()
-        let deadline = Date().addingTimeInterval(timeout)
         // Wait for the status line and headers (the server may keep the connection open).
-        while Date() < deadline {
-            let text = collector.text
-            if text.contains("\r\n\r\n") || collector.closed { break }
-            try await Task.sleep(for: .milliseconds(10))
-        }
+        _ = await collector.seen.wait(timeout: .milliseconds(Int(timeout * 1000))) { $0.text.contains("\r\n\r\n") || $0.closed }
         try? await channel.close().get()
         return collector.text
     }
@@ -315,24 +310,22 @@ enum RawHTTP {
         return collector.text
     }
 
-    final class ResponseCollector: ChannelInboundHandler, @unchecked Sendable {
+    final class ResponseCollector: ChannelInboundHandler, Sendable {
         typealias InboundIn = ByteBuffer
-        // Guarded by `lock`.
-        private var buffer = ""
-        private var isClosed = false
-        private let lock = NSLock()
+        /// What arrived, and whether the server closed; tests wait on it.
+        let seen = Observed((text: "", closed: false))
 
-        var text: String { lock.withLock { buffer } }
-        var closed: Bool { lock.withLock { isClosed } }
+        var text: String { seen.value.text }
+        var closed: Bool { seen.value.closed }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             var bytes = unwrapInboundIn(data)
             let chunk = bytes.readString(length: bytes.readableBytes) ?? ""
-            lock.withLock { buffer += chunk }
+            seen.update { $0.text += chunk }
         }
 
         func channelInactive(context: ChannelHandlerContext) {
-            lock.withLock { isClosed = true }
+            seen.update { $0.closed = true }
         }
     }
 }

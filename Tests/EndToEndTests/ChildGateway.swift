@@ -1,11 +1,12 @@
 import Foundation
+import GatewayTesting
 import Testing
 
 /// The real `chatgate` executable run as a child process, for tests that kill it.
 final class ChildGateway: @unchecked Sendable {
-    // `process`, `ports` and `log` are guarded by `lock`.
-    private let lock = NSLock()
-    private var log = ""
+    /// What the child wrote to stderr so far, and whether it has exited: tests wait on it.
+    let seen = Observed((log: "", exited: false))
+    // Written once, before `start` returns.
     private(set) var publicPort = 0
     private(set) var adminPort = 0
     let process: Process
@@ -41,21 +42,20 @@ final class ChildGateway: @unchecked Sendable {
         pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
             let data = handle.availableData
             guard let self, !data.isEmpty else { return }
-            self.lock.withLock { self.log += String(decoding: data, as: UTF8.self) }
+            self.seen.update { $0.log += String(decoding: data, as: UTF8.self) }
         }
+        let seen = self.seen
+        process.terminationHandler = { _ in seen.update { $0.exited = true } }
         try process.run()
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            let text = lock.withLock { log }
-            if let line = text.split(separator: "\n").first(where: { $0.contains("listening") && $0.contains("public=") }) {
-                publicPort = Self.port(in: String(line), key: "public=")
-                adminPort = Self.port(in: String(line), key: "admin=")
-                return
-            }
-            guard process.isRunning else { break }
-            try await Task.sleep(for: .milliseconds(20))
+        @Sendable func listening(_ log: String) -> Substring? {
+            log.split(separator: "\n").first { $0.contains("listening") && $0.contains("public=") }
         }
-        throw ChildError(description: "the gateway did not start listening: \(lock.withLock { log })")
+        _ = await seen.wait(timeout: .milliseconds(Int(timeout * 1000))) { listening($0.log) != nil || $0.exited }
+        guard let line = listening(seen.value.log) else {
+            throw ChildError(description: "the gateway did not start listening: \(seen.value.log)")
+        }
+        publicPort = Self.port(in: String(line), key: "public=")
+        adminPort = Self.port(in: String(line), key: "admin=")
     }
 
     static func port(in line: String, key: String) -> Int {
@@ -64,7 +64,7 @@ final class ChildGateway: @unchecked Sendable {
         return Int(rest.split(separator: ":").last ?? "") ?? 0
     }
 
-    var output: String { lock.withLock { log } }
+    var output: String { seen.value.log }
 
     func kill9() async {
         kill(process.processIdentifier, SIGKILL)
