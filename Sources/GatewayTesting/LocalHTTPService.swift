@@ -1,4 +1,5 @@
 import GatewayCore
+import HTTPTypes
 import Hummingbird
 import HummingbirdHTTP2
 import Logging
@@ -77,6 +78,56 @@ public final class LocalHTTPService: Sendable {
 
         init(answer: @escaping @Sendable (Request) -> Reply) {
             state = Mutex(State(answer: answer))
+        }
+        /// Records `request` and wakes the tests its arrival satisfies; returns the answer in force.
+        func record(_ request: Request) -> Reply {
+            let (reply, woken) = state.withLock { state -> (Reply, [CheckedContinuation<Void, any Error>]) in
+                state.requests.append(request)
+                let count = state.requests.count
+                var woken: [CheckedContinuation<Void, any Error>] = []
+                state.waiters.removeAll { waiter in
+                    guard waiter.count <= count else { return false }
+                    woken.append(waiter.continuation)
+                    return true
+                }
+                return (state.answer(request), woken)
+            }
+            for continuation in woken { continuation.resume() }
+            return reply
+        }
+
+        func waitForRelease() async {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { state -> Bool in
+                    if state.released { return true }
+                    state.held.append(continuation)
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        }
+
+        func requests(atLeast count: Int) async throws {
+            let id = state.withLock { state -> UInt64 in
+                state.nextWaiterID += 1
+                return state.nextWaiterID
+            }
+            try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                    let now = state.withLock { state -> Bool in
+                        if state.requests.count >= count { return true }
+                        state.waiters.append((id, count, continuation))
+                        return false
+                    }
+                    if now { continuation.resume() }
+                }
+            } onCancel: {
+                let waiter = state.withLock { state -> CheckedContinuation<Void, any Error>? in
+                    guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+                    return state.waiters.remove(at: index).continuation
+                }
+                waiter?.resume(throwing: CancellationError())
+            }
         }
     }
 
@@ -189,58 +240,5 @@ public final class LocalHTTPService: Sendable {
         release()
         await group.triggerGracefulShutdown()
         _ = try? await runner.value
-    }
-}
-
-extension LocalHTTPService.Box {
-    /// Records `request` and wakes the tests its arrival satisfies; returns the answer in force.
-    func record(_ request: LocalHTTPService.Request) -> LocalHTTPService.Reply {
-        let (reply, woken) = state.withLock { state -> (LocalHTTPService.Reply, [CheckedContinuation<Void, any Error>]) in
-            state.requests.append(request)
-            let count = state.requests.count
-            var woken: [CheckedContinuation<Void, any Error>] = []
-            state.waiters.removeAll { waiter in
-                guard waiter.count <= count else { return false }
-                woken.append(waiter.continuation)
-                return true
-            }
-            return (state.answer(request), woken)
-        }
-        for continuation in woken { continuation.resume() }
-        return reply
-    }
-
-    func waitForRelease() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let now = state.withLock { state -> Bool in
-                if state.released { return true }
-                state.held.append(continuation)
-                return false
-            }
-            if now { continuation.resume() }
-        }
-    }
-
-    func requests(atLeast count: Int) async throws {
-        let id = state.withLock { state -> UInt64 in
-            state.nextWaiterID += 1
-            return state.nextWaiterID
-        }
-        try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                let now = state.withLock { state -> Bool in
-                    if state.requests.count >= count { return true }
-                    state.waiters.append((id, count, continuation))
-                    return false
-                }
-                if now { continuation.resume() }
-            }
-        } onCancel: {
-            let waiter = state.withLock { state -> CheckedContinuation<Void, any Error>? in
-                guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
-                return state.waiters.remove(at: index).continuation
-            }
-            waiter?.resume(throwing: CancellationError())
-        }
     }
 }

@@ -99,7 +99,7 @@ public final class TestClock: GatewayClock, Sendable {
 
     /// How many timers wait for exactly `deadline`.
     public func pendingTimers(at deadline: Int64) -> Int {
-        state.withLock { $0.pending.values.count { $0.deadline == deadline } }
+        state.withLock { $0.pending.values.filter { $0.deadline == deadline }.count }
     }
 
     /// Returns once a timer is pending for exactly `deadline`: how a test learns that the

@@ -1,6 +1,7 @@
 import ChatClient
 import Foundation
 import GatewayCore
+import GatewayTesting
 import MediaStore
 import NIOCore
 import NIOPosix

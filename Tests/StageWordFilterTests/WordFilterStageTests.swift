@@ -88,7 +88,7 @@ struct WordFilterStageTests {
         (#"{"words": ["two words"]}"#, "settings.words", "'two words' is not a single word: use letters, digits and '_' only"),
         (#"{"words": ["ok"], "action": "delete"}"#, "settings.action", "must be one of mask, reject, flag (was 'delete')"),
         (#"{"words": ["ok"], "replacement": "**"}"#, "settings.replacement", "must be exactly one character (was '**')"),
-        (#"{"words": ["ok"], "replacment": "#"}"#, "settings.replacment", "unknown key 'replacment' (did you mean 'replacement'?)"),
+        (#"{"words": ["ok"], "replacment": "~"}"#, "settings.replacment", "unknown key 'replacment' (did you mean 'replacement'?)"),
     ])
     func invalidSettingsNameTheirKey(yaml: String, path: String, message: String) {
         #expect(StageSettings.problems(WordFilterSettings.self, in: yaml) == [.init(path: path, message: message)])
