@@ -38,6 +38,8 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
     let handshake: WebSocketHandshake
     /// Token expiry of the sessions; silence is swept by `HeartbeatSweeper`, not watched here.
     let deadlines: TokenDeadlines
+    /// WebSocket connections that are not sessions (closed from there at shutdown).
+    let sessionless: SessionlessWebSockets
     /// Places on the public port (`max_connections`, `max_connections_per_ip`).
     let admission: ConnectionAdmission
     let addresses: ClientAddressResolver
@@ -64,6 +66,7 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
             let gateway = self.gateway
             let handshake = self.handshake
             let deadlines = self.deadlines
+            let sessionless = self.sessionless
             let addresses = self.addresses
             let requestTimeoutMs = Int64(gateway.limits.requestTimeoutMs)
             let clock = gateway.clock
@@ -103,7 +106,8 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
                         let mode = decision.value ?? .echo
                         let sync = channel.pipeline.syncOperations
                         sync.removeHandler(capture, promise: nil)
-                        try sync.addHandler(WebSocketSessionHandler(gateway: gateway, mode: mode, logger: sessionLogger, deadlines: deadlines))
+                        try sync.addHandler(WebSocketSessionHandler(
+                            gateway: gateway, mode: mode, logger: sessionLogger, deadlines: deadlines, sessionless: sessionless))
                         return UpgradeResult.websocket
                     }
                 }

@@ -26,6 +26,9 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
     private let logger: Logger
     /// The gateway's token deadlines (expiry, then the grace for a fresh `auth`).
     private let deadlines: TokenDeadlines
+    /// Where this connection is listed while it is not a session (shutdown closes those).
+    private let sessionless: SessionlessWebSockets
+    private var listedSessionless = false
     private var context: ChannelHandlerContext?
     private(set) var connection: WebSocketConnection?
 
@@ -48,11 +51,12 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// Counts the token deadlines set and dropped: one that fires with an older count is stale.
     private var deadlineGeneration: UInt32 = 0
 
-    init(gateway: Gateway, mode: Mode, logger: Logger, deadlines: TokenDeadlines) {
+    init(gateway: Gateway, mode: Mode, logger: Logger, deadlines: TokenDeadlines, sessionless: SessionlessWebSockets) {
         self.gateway = gateway
         self.mode = mode
         self.logger = logger
         self.deadlines = deadlines
+        self.sessionless = sessionless
         gateway.stats.live.websocketHandlers.wrappingIncrement(ordering: .relaxed)
     }
 
@@ -62,7 +66,10 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        guard case .gateway(let identity, let address) = mode else { return }
+        guard case .gateway(let identity, let address) = mode else {
+            listSessionless(true)
+            return
+        }
         let connection = WebSocketConnection(
             gateway: gateway, channel: context.channel, handler: NIOLoopBound(self, eventLoop: context.eventLoop),
             remoteAddress: address, logger: logger)
@@ -70,6 +77,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
         if let identity {
             Task { _ = await connection.start(identity: identity, device: nil, ref: nil) }
         } else {
+            listSessionless(true)
             let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
             let authTimeout = gateway.limits.authTimeoutMs
             let idleTimeout = gateway.presenceSettings.offlineAfterMs
@@ -93,6 +101,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// handler back (`WebSocketConnection.handler`): with both references kept, neither would
     /// ever be freed.
     func handlerRemoved(context: ChannelHandlerContext) {
+        listSessionless(false)
         cancelTimers()
         connection?.closed(by: self)
         connection = nil
@@ -121,6 +130,17 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
         context.fireChannelInactive()
     }
 
+    /// Lists or unlists this connection in `sessionless`.
+    private func listSessionless(_ listed: Bool) {
+        guard listed != listedSessionless, let context else { return }
+        listedSessionless = listed
+        if listed {
+            sessionless.insert(self, eventLoop: context.eventLoop)
+        } else {
+            sessionless.remove(self)
+        }
+    }
+
     private func cancelTimers() {
         authTimer?.cancel()
         authTimer = nil
@@ -136,6 +156,8 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
     func authenticated(expiresAt: Int64?) {
         authTimer?.cancel()
         authTimer = nil
+        // A session now: the hub closes it at shutdown.
+        listSessionless(false)
         // A new deadline replaces the old one; an old one already firing is stale.
         deadlineGeneration &+= 1
         guard let connection else { return }
