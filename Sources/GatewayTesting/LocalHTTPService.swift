@@ -61,38 +61,28 @@ public final class LocalHTTPService: Sendable {
     }
 
     private struct State {
-        var requests: [Request] = []
         var answer: @Sendable (Request) -> Reply
         var released = false
         /// Held answers waiting for `release()`.
         var held: [CheckedContinuation<Void, Never>] = []
-        /// Tests waiting for a number of requests (`waitForRequests`).
-        var waiters: [(id: UInt64, count: Int, continuation: CheckedContinuation<Void, any Error>)] = []
-        var nextWaiterID: UInt64 = 0
     }
 
     /// What the route shares with the service object.
     private final class Box: Sendable {
-        /// Guards the requests seen, the answer in force and everyone waiting.
+        /// Guards the answer in force and the held answers.
         let state: Mutex<State>
+        /// Every request so far, in arrival order; tests wait on it.
+        let requests = Observed<[Request]>([])
 
         init(answer: @escaping @Sendable (Request) -> Reply) {
             state = Mutex(State(answer: answer))
         }
-        /// Records `request` and wakes the tests its arrival satisfies; returns the answer in force.
+
+        /// Records `request`; returns the answer in force when it arrived (decided before a
+        /// test waiting for it can change the answer).
         func record(_ request: Request) -> Reply {
-            let (reply, woken) = state.withLock { state -> (Reply, [CheckedContinuation<Void, any Error>]) in
-                state.requests.append(request)
-                let count = state.requests.count
-                var woken: [CheckedContinuation<Void, any Error>] = []
-                state.waiters.removeAll { waiter in
-                    guard waiter.count <= count else { return false }
-                    woken.append(waiter.continuation)
-                    return true
-                }
-                return (state.answer(request), woken)
-            }
-            for continuation in woken { continuation.resume() }
+            let reply = state.withLock { $0.answer }(request)
+            requests.update { $0.append(request) }
             return reply
         }
 
@@ -104,29 +94,6 @@ public final class LocalHTTPService: Sendable {
                     return false
                 }
                 if now { continuation.resume() }
-            }
-        }
-
-        func requests(atLeast count: Int) async throws {
-            let id = state.withLock { state -> UInt64 in
-                state.nextWaiterID += 1
-                return state.nextWaiterID
-            }
-            try await withTaskCancellationHandler {
-                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                    let now = state.withLock { state -> Bool in
-                        if state.requests.count >= count { return true }
-                        state.waiters.append((id, count, continuation))
-                        return false
-                    }
-                    if now { continuation.resume() }
-                }
-            } onCancel: {
-                let waiter = state.withLock { state -> CheckedContinuation<Void, any Error>? in
-                    guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
-                    return state.waiters.remove(at: index).continuation
-                }
-                waiter?.resume(throwing: CancellationError())
             }
         }
     }
@@ -200,8 +167,8 @@ public final class LocalHTTPService: Sendable {
     }
 
     /// Every request so far, in arrival order.
-    public var requests: [Request] { box.state.withLock { $0.requests } }
-    public var requestCount: Int { box.state.withLock { $0.requests.count } }
+    public var requests: [Request] { box.requests.value }
+    public var requestCount: Int { box.requests.value.count }
 
     /// Changes the answer for the requests from now on.
     public func answer(_ answer: @escaping @Sendable (Request) -> Reply) {
@@ -210,19 +177,8 @@ public final class LocalHTTPService: Sendable {
 
     /// Returns once `count` requests have arrived (true), or after `timeout` of real time
     /// without them (false): a bound on a failing test, not a wait the test relies on.
-    public func waitForRequests(_ count: Int, timeout: Duration = .seconds(10)) async throws -> Bool {
-        try await withThrowingTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                try await self.box.requests(atLeast: count)
-                return true
-            }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                return false
-            }
-            defer { group.cancelAll() }
-            return try await group.next() ?? false
-        }
+    public func waitForRequests(_ count: Int, timeout: Duration = .seconds(10)) async -> Bool {
+        await box.requests.wait(timeout: timeout) { $0.count >= count }
     }
 
     /// Lets held answers go, and every later one at once.

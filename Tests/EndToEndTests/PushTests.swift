@@ -35,7 +35,7 @@ final class PushHookServer: Sendable {
 
     /// Waits (bounded) until `count` requests arrived; whether they did.
     func waitFor(_ count: Int, seconds: Int = 15) async throws -> Bool {
-        try await service.waitForRequests(count, timeout: .seconds(seconds))
+        await service.waitForRequests(count, timeout: .seconds(seconds))
     }
 
     func stop() async {
