@@ -70,7 +70,10 @@ struct LifecycleTests {
     }
 
     @Test func webSocketsThatAuthenticateByFrameOrNeverLeaveNothing() async throws {
-        let gateway = try await TestGateway.start(extra: "limits: { max_sessions_per_user: 1000, auth_timeout_ms: 1000 }")
+        // The auth timeout runs on the test's clock: however slow the machine, it fires only when
+        // the test steps the clock, never on a connection that is still authenticating.
+        let clock = TestClock()
+        let gateway = try await TestGateway.start(extra: "limits: { max_sessions_per_user: 1000, auth_timeout_ms: 1000 }", clock: clock)
         try await Self.repeated(Self.churn) { index in
             let (stream, status, _) = try await WebSocketStream.connect(port: gateway.port)
             #expect(status == 101)
@@ -85,10 +88,22 @@ struct LifecycleTests {
                 stream.raw.disconnect()
             }
         }
-        // Silent until the auth timeout closes them (4001), all at once.
-        try await Self.repeated(Self.churn / 4, width: Self.churn / 4) { _ in
-            let (stream, status, _) = try await WebSocketStream.connect(port: gateway.port)
-            #expect(status == 101)
+        // Silent until the auth timeout closes them (4001), all at once: once every one waits for
+        // it, one step of the clock.
+        let timeoutAt = clock.nowMillis() + 1000
+        let silent = try await withThrowingTaskGroup(of: WebSocketStream.self) { group in
+            for _ in 0..<Self.churn / 4 {
+                group.addTask {
+                    let (stream, status, _) = try await WebSocketStream.connect(port: gateway.port)
+                    #expect(status == 101)
+                    return stream
+                }
+            }
+            return try await group.reduce(into: [WebSocketStream]()) { $0.append($1) }
+        }
+        #expect(await TeardownCheck.wait { clock.pendingTimers(at: timeoutAt) == Self.churn / 4 })
+        clock.advance(by: 1000)
+        for stream in silent {
             #expect(try await stream.closeCode() == 4001)
         }
         Self.expectNothingLeft(await Self.settled(gateway), "frame-authenticated or silent")
@@ -121,7 +136,12 @@ struct LifecycleTests {
     }
 
     @Test func longPollSessionsClosedOrExpiredLeaveNothing() async throws {
-        let gateway = try await TestGateway.start(extra: "longpoll: { session_ttl_ms: 200 }\nlimits: { max_sessions_per_user: 1000 }")
+        // Expiry runs on the test's clock (a sweep every 50 ms of it): no session expires while
+        // the churn runs, however slow the machine, and all that remain do at one step.
+        let clock = TestClock()
+        let start = clock.nowMillis()
+        let gateway = try await TestGateway.start(extra: "longpoll: { session_ttl_ms: 200 }\nlimits: { max_sessions_per_user: 1000 }", clock: clock)
+        try await clock.waitForTimer(at: start + 50)
         // An HTTP client of its own, shut down at the end: its kept-alive sockets hold places.
         let http = HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton)
         try await Self.repeated(Self.churn / 2) { index in
@@ -139,6 +159,7 @@ struct LifecycleTests {
             // The others expire after session_ttl_ms without a poll.
         }
         try await http.shutdown()
+        clock.advance(by: 201)
         Self.expectNothingLeft(await Self.settled(gateway), "long-poll")
         await gateway.stop()
     }
