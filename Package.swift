@@ -114,6 +114,12 @@ let package = Package(
             name: "GatewayTesting",
             dependencies: [
                 "GatewayCore", .product(name: "Logging", package: "swift-log"),
+                // The config loader's own decoder for stage settings (StageSettings).
+                "GatewayConfig",
+                // The local HTTP service stages' tests call (LocalHTTPService).
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdHTTP2", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 // The raw WebSocket test client (WebSocketClient, WebSocketStream).
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -233,7 +239,10 @@ let package = Package(
         ),
         .testTarget(
             name: "GatewayCoreTests",
-            dependencies: ["GatewayCore", "GatewayTesting", .product(name: "Logging", package: "swift-log"), .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "GatewayCore", "GatewayTesting", .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -342,6 +351,16 @@ let package = Package(
         // Library targets' own unit tests (the end-to-end suites cover them over sockets too).
         .testTarget(name: "ChatClientTests", dependencies: ["ChatClient"], swiftSettings: swiftSettings),
         .testTarget(name: "GatewayServerTests", dependencies: ["GatewayServer"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "GatewayTestingTests",
+            dependencies: [
+                "GatewayTesting", "GatewayCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // new-stage: test targets above this line
     ]
 )

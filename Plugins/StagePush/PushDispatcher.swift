@@ -8,9 +8,9 @@ import Synchronization
 /// targets as the providers answer.
 ///
 /// Time comes from the injected `GatewayClock`. The worker (`Worker`, the stage's service)
-/// sleeps until the next due notification, at most `poll_ms`, and wakes early on `kick()`
-/// (new work queued here); tests step a `TestClock` and call `runDue()` (or `kick()`), so no
-/// test waits for real time to pass.
+/// sleeps on that clock until the next due notification, at most `poll_ms`, and wakes early on
+/// `kick()` (new work queued here); tests step a `TestClock` (which wakes the worker) or call
+/// `runDue()`, so no test waits for real time to pass.
 final class PushDispatcher: Sendable {
     let settings: PushSettings
     let devices: any DeviceStore
@@ -165,9 +165,10 @@ final class PushDispatcher: Sendable {
                 // Due now but not claimable (leased elsewhere): do not spin.
                 waitMs = 10
             }
-            let sleepMs = waitMs
+            // On the injected clock: a test stepping it past a retry's due time wakes the worker.
+            let wakeAt = clock.nowMillis() + waitMs
             await withTaskGroup(of: Void.self) { group in
-                group.addTask { try? await Task.sleep(for: .milliseconds(sleepMs)) }
+                group.addTask { [clock] in try? await clock.sleep(until: wakeAt) }
                 group.addTask { await self.waitForKick() }
                 await group.next()
                 group.cancelAll()

@@ -23,6 +23,8 @@ public final class GatewayApplication: Sendable {
     let heartbeats: HeartbeatSweeper
     /// Token expiry of WebSocket sessions.
     let tokenDeadlines: TokenDeadlines
+    /// WebSocket connections that are not sessions (waiting for `auth`, echo): closed at shutdown.
+    let sessionless = SessionlessWebSockets()
     /// Places on the public port: sockets and long-poll sessions.
     let admission: ConnectionAdmission
     /// Client addresses behind trusted proxies.
@@ -57,7 +59,7 @@ public final class GatewayApplication: Sendable {
         self.addresses = ClientAddressResolver(trustedProxies: configuration.listen.public.trustedProxies)
         self.longPoll = LongPollRegistry(gateway: gateway, settings: configuration.longpoll, admission: admission)
         self.heartbeats = HeartbeatSweeper(gateway: gateway, timeoutMs: configuration.presence.offlineAfterMs)
-        self.tokenDeadlines = TokenDeadlines(eventLoop: MultiThreadedEventLoopGroup.singleton.next())
+        self.tokenDeadlines = TokenDeadlines(eventLoop: MultiThreadedEventLoopGroup.singleton.next(), clock: gateway.clock)
         self.extraServices = services
         self.stageServices = StageServiceHost(services: gateway.pipeline.services, logger: logger)
         self.reloader = PipelineReloader(gateway: gateway, source: reloadPipeline, services: stageServices, logger: logger)
@@ -75,6 +77,7 @@ public final class GatewayApplication: Sendable {
         counts["hub_sessions"] = gateway.hub.connectionCount
         counts["longpoll_sessions"] = longPoll.count
         counts["token_deadlines"] = tokenDeadlines.count
+        counts["sessionless_websockets"] = sessionless.count
         return counts
     }
 
@@ -139,12 +142,14 @@ public final class GatewayApplication: Sendable {
 
         let gateway = self.gateway
         let deadlines = tokenDeadlines
+        let sessionless = self.sessionless
         let admission = self.admission
         let addresses = self.addresses
         let sessionLogger = logger
         var server = HTTPServerBuilder { responder in
             GatewayChildChannel(
-                responder: responder, gateway: gateway, handshake: handshake, deadlines: deadlines, admission: admission, addresses: addresses,
+                responder: responder, gateway: gateway, handshake: handshake, deadlines: deadlines, sessionless: sessionless, admission: admission,
+                addresses: addresses,
                 logger: sessionLogger)
         }
         if let tls { server = try .tls(server, tlsConfiguration: tls) }
@@ -193,6 +198,7 @@ public final class GatewayApplication: Sendable {
         for session in gateway.hub.allSessions() {
             session.connection.close(code: .goingAway, reason: "server shutting down")
         }
+        sessionless.closeAll(code: .goingAway, reason: "server shutting down")
     }
 
     func startBackgroundWork(on eventLoop: any EventLoop) {

@@ -38,6 +38,8 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
     let handshake: WebSocketHandshake
     /// Token expiry of the sessions; silence is swept by `HeartbeatSweeper`, not watched here.
     let deadlines: TokenDeadlines
+    /// WebSocket connections that are not sessions (closed from there at shutdown).
+    let sessionless: SessionlessWebSockets
     /// Places on the public port (`max_connections`, `max_connections_per_ip`).
     let admission: ConnectionAdmission
     let addresses: ClientAddressResolver
@@ -64,8 +66,10 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
             let gateway = self.gateway
             let handshake = self.handshake
             let deadlines = self.deadlines
+            let sessionless = self.sessionless
             let addresses = self.addresses
-            let requestTimeout = TimeAmount.milliseconds(Int64(gateway.limits.requestTimeoutMs))
+            let requestTimeoutMs = Int64(gateway.limits.requestTimeoutMs)
+            let clock = gateway.clock
             let sessionLogger = self.logger
             let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
                 maxFrameSize: gateway.limits.maxFrameBytes,
@@ -102,7 +106,8 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
                         let mode = decision.value ?? .echo
                         let sync = channel.pipeline.syncOperations
                         sync.removeHandler(capture, promise: nil)
-                        try sync.addHandler(WebSocketSessionHandler(gateway: gateway, mode: mode, logger: sessionLogger, deadlines: deadlines))
+                        try sync.addHandler(WebSocketSessionHandler(
+                            gateway: gateway, mode: mode, logger: sessionLogger, deadlines: deadlines, sessionless: sessionless))
                         return UpgradeResult.websocket
                     }
                 }
@@ -112,7 +117,7 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
                 notUpgradingCompletionHandler: { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
-                        try channel.pipeline.syncOperations.addHandler(RequestBodyDeadline(timeout: requestTimeout))
+                        try channel.pipeline.syncOperations.addHandler(RequestBodyDeadline(timeoutMs: requestTimeoutMs, clock: clock))
                         try channel.pipeline.syncOperations.addHandler(
                             HTTPConnectionStateHandler(idleTimeout: .seconds(75), logger: logger))
                         let asyncChannel = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
@@ -139,7 +144,8 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
             // Slowloris: a first request (or handshake) not complete within
             // `limits.handshake_timeout_ms` closes the connection; later requests fall under
             // Hummingbird's idle timeout.
-            let deadline = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(gateway.limits.handshakeTimeoutMs))) {
+            let handshakeEnds = clock.nowMillis() + Int64(gateway.limits.handshakeTimeoutMs)
+            let deadline = clock.schedule(at: handshakeEnds, on: channel.eventLoop) {
                 channel.close(promise: nil)
             }
             result.whenComplete { _ in deadline.cancel() }

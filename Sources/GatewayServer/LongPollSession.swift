@@ -22,8 +22,9 @@ final class LongPollSession: SessionConnection, Sendable {
         var lastSeen: Int64
         var closed = false
         /// The waiting poll's timeout, cancelled when the poll ends sooner (its closure holds
-        /// this session: left to fire, a closed session would live on until then).
-        var timer: Scheduled<Void>?
+        /// this session: left to fire, a closed session would live on until then). On the
+        /// gateway's clock.
+        var timer: ClockTimer?
     }
 
     let id: String
@@ -97,7 +98,7 @@ final class LongPollSession: SessionConnection, Sendable {
                 continuation.resume(returning: immediate)
                 return
             }
-            let timer = eventLoop.scheduleTask(in: .milliseconds(Int64(timeoutMs))) { [self] in
+            let timer = registry.clock.schedule(at: now + Int64(timeoutMs), on: eventLoop) { [self] in
                 self.timeout(waiterID: waiterID)
             }
             let stale = state.withLock { state -> Bool in
@@ -155,7 +156,7 @@ final class LongPollRegistry: Sendable {
     var clock: any GatewayClock { gateway.clock }
     /// Guards the map of session id → long-poll session.
     private let sessions = Mutex<[String: LongPollSession]>([:])
-    private let sweeper = Mutex<RepeatedTask?>(nil)
+    private let sweeper = Mutex<RepeatedClockTask?>(nil)
 
     init(gateway: Gateway, settings: LongPollSettings, admission: ConnectionAdmission) {
         self.gateway = gateway
@@ -218,20 +219,25 @@ final class LongPollRegistry: Sendable {
         for connection in expired { remove(connection) }
     }
 
-    /// Starts the expiry sweep on `eventLoop`.
+    /// Starts the expiry sweep on `eventLoop`, every quarter of the time-to-live of the
+    /// gateway's clock.
     func start(on eventLoop: any EventLoop) {
-        let interval = TimeAmount.milliseconds(Int64(max(50, settings.sessionTTLMs / 4)))
-        let task = eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] _ in
+        let task = RepeatedClockTask(clock: clock, interval: Int64(max(50, settings.sessionTTLMs / 4)), on: eventLoop) { [self] in
             self.sweep()
         }
-        sweeper.withLock { $0 = task }
+        let previous = sweeper.withLock { sweeper in
+            defer { sweeper = task }
+            return sweeper
+        }
+        previous?.cancel()
     }
 
     func stop() {
-        sweeper.withLock {
-            $0?.cancel()
-            $0 = nil
+        let stopped = sweeper.withLock { sweeper in
+            defer { sweeper = nil }
+            return sweeper
         }
+        stopped?.cancel()
         let all = sessions.withLock { map -> [LongPollSession] in
             defer { map = [:] }
             return Array(map.values)

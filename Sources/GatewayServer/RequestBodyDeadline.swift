@@ -1,3 +1,4 @@
+import GatewayCore
 import HTTPTypes
 import NIOCore
 import NIOHTTPTypes
@@ -10,11 +11,14 @@ final class RequestBodyDeadline: ChannelInboundHandler, RemovableChannelHandler 
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
 
-    let timeout: TimeAmount
-    private var timer: Scheduled<Void>?
+    let timeoutMs: Int64
+    /// The gateway's clock: the deadline is a time on it.
+    let clock: any GatewayClock
+    private var timer: ClockTimer?
 
-    init(timeout: TimeAmount) {
-        self.timeout = timeout
+    init(timeoutMs: Int64, clock: any GatewayClock) {
+        self.timeoutMs = timeoutMs
+        self.clock = clock
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -22,7 +26,7 @@ final class RequestBodyDeadline: ChannelInboundHandler, RemovableChannelHandler 
         case .head:
             timer?.cancel()
             let channel = context.channel
-            timer = context.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
+            timer = clock.schedule(at: clock.nowMillis() + timeoutMs, on: context.eventLoop) { channel.close(promise: nil) }
         case .end:
             timer?.cancel()
             timer = nil

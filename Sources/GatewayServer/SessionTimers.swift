@@ -7,23 +7,25 @@ import Synchronization
 ///
 /// One repeated sweep for the whole gateway rather than an idle timer per connection (a handler,
 /// a scheduled task, a closure and a promise each). `WebSocketSessionHandler.channelRead` keeps
-/// `Session.lastActiveAt` current; the sweep reads it with the gateway's clock. It runs every
-/// `max(100 ms, timeout / 4) / 2`, so a silent session is closed within timeout + that bound.
+/// `Session.lastActiveAt` current; the sweep reads it with the gateway's clock, and runs on that
+/// clock (`RepeatedClockTask`): every `max(100 ms, timeout / 4) / 2`, so a silent session is
+/// closed within timeout + that bound, and a test stepping a `TestClock` past the timeout sees
+/// the close without waiting.
 final class HeartbeatSweeper: Sendable {
     let gateway: Gateway
     /// `presence.offline_after_ms`.
     let timeoutMs: Int64
-    private let task = Mutex<RepeatedTask?>(nil)
+    private let task = Mutex<RepeatedClockTask?>(nil)
 
     init(gateway: Gateway, timeoutMs: Int) {
         self.gateway = gateway
         self.timeoutMs = Int64(timeoutMs)
     }
 
-    /// Time between sweeps: half the lateness allowed after the timeout, so a sweep that runs
-    /// late (a busy loop, a long walk) still closes in time.
-    var interval: TimeAmount {
-        .milliseconds(max(100, timeoutMs / 4) / 2)
+    /// Milliseconds between sweeps: half the lateness allowed after the timeout, so a sweep that
+    /// runs late (a busy loop, a long walk) still closes in time.
+    var intervalMs: Int64 {
+        max(100, timeoutMs / 4) / 2
     }
 
     /// Closes the WebSocket sessions silent for the timeout or longer.
@@ -36,10 +38,7 @@ final class HeartbeatSweeper: Sendable {
     }
 
     func start(on eventLoop: any EventLoop) {
-        let interval = self.interval
-        let repeated = eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] _ in
-            self.sweep()
-        }
+        let repeated = RepeatedClockTask(clock: gateway.clock, interval: intervalMs, on: eventLoop) { [self] in self.sweep() }
         let previous = task.withLock { task in
             defer { task = repeated }
             return task
@@ -48,10 +47,11 @@ final class HeartbeatSweeper: Sendable {
     }
 
     func stop() {
-        task.withLock {
-            $0?.cancel()
-            $0 = nil
+        let stopped = task.withLock { task in
+            defer { task = nil }
+            return task
         }
+        stopped?.cancel()
     }
 }
 
@@ -59,14 +59,17 @@ final class HeartbeatSweeper: Sendable {
 /// `token_expired`), then the end of the grace it has for a fresh `auth` (close 4001).
 ///
 /// One timer on one event loop, armed for the earliest deadline, instead of a scheduled task per
-/// connection. Each connection has at most one deadline, kept in a binary min-heap whose slot the
+/// connection. Deadlines are times on the gateway's clock (milliseconds), and the timer runs on
+/// that clock, so a test stepping a `TestClock` past a token's expiry sees `token_expired` at once.
+/// Each connection has at most one deadline, kept in a binary min-heap whose slot the
 /// connection remembers (`WebSocketConnection.deadlineSlot`), so replacing or dropping it is
 /// O(log n) and a closed connection leaves nothing behind. When a deadline passes, the
 /// connection's handler is called on its own event loop (`tokenDeadlinePassed`), as its own timer
-/// was: deadlines are taken at the same moments and against the same monotonic time.
+/// was.
 final class TokenDeadlines: Sendable {
     struct Entry {
-        var deadline: NIODeadline
+        /// On the gateway's clock (ms since the epoch).
+        var deadline: Int64
         let connection: WebSocketConnection
         /// The handler's count of deadlines set when this one was: an older one is stale.
         let generation: UInt32
@@ -76,24 +79,26 @@ final class TokenDeadlines: Sendable {
 
     private struct State {
         var heap: [Entry] = []
-        var timer: Scheduled<Void>?
+        var timer: ClockTimer?
         /// The deadline `timer` is armed for.
-        var armedFor: NIODeadline?
+        var armedFor: Int64?
         var stopped = false
     }
 
     let eventLoop: any EventLoop
+    let clock: any GatewayClock
     /// Guards the heap and the timer.
     private let state = Mutex(State())
 
-    init(eventLoop: any EventLoop) {
+    init(eventLoop: any EventLoop, clock: any GatewayClock) {
         self.eventLoop = eventLoop
+        self.clock = clock
     }
 
     var count: Int { state.withLock { $0.heap.count } }
 
-    /// Sets (or replaces) `connection`'s deadline.
-    func set(_ connection: WebSocketConnection, at deadline: NIODeadline, generation: UInt32, grace: Bool) {
+    /// Sets (or replaces) `connection`'s deadline, a time on the gateway's clock.
+    func set(_ connection: WebSocketConnection, at deadline: Int64, generation: UInt32, grace: Bool) {
         state.withLock { state in
             guard !state.stopped else { return }
             let entry = Entry(deadline: deadline, connection: connection, generation: generation, grace: grace)
@@ -135,7 +140,7 @@ final class TokenDeadlines: Sendable {
     }
 
     private func fire() {
-        let now = NIODeadline.now()
+        let now = clock.nowMillis()
         let due = state.withLock { state -> [Entry] in
             state.timer = nil
             state.armedFor = nil
@@ -163,7 +168,7 @@ final class TokenDeadlines: Sendable {
         if let armedFor = state.armedFor, armedFor <= first { return }
         state.timer?.cancel()
         state.armedFor = first
-        state.timer = eventLoop.scheduleTask(deadline: first) { [self] in self.fire() }
+        state.timer = clock.schedule(at: first, on: eventLoop) { [self] in self.fire() }
     }
 
     private func disarm(_ state: inout State) {

@@ -26,6 +26,9 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
     private let logger: Logger
     /// The gateway's token deadlines (expiry, then the grace for a fresh `auth`).
     private let deadlines: TokenDeadlines
+    /// Where this connection is listed while it is not a session (shutdown closes those).
+    private let sessionless: SessionlessWebSockets
+    private var listedSessionless = false
     private var context: ChannelHandlerContext?
     private(set) var connection: WebSocketConnection?
 
@@ -43,16 +46,17 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var readPending = false
     private var closing = false
     /// Until the session opens: no `auth` within `auth_timeout_ms` (or silence for
-    /// `offline_after_ms`, if shorter) closes the connection.
-    private var authTimer: Scheduled<Void>?
+    /// `offline_after_ms`, if shorter) closes the connection. On the gateway's clock.
+    private var authTimer: ClockTimer?
     /// Counts the token deadlines set and dropped: one that fires with an older count is stale.
     private var deadlineGeneration: UInt32 = 0
 
-    init(gateway: Gateway, mode: Mode, logger: Logger, deadlines: TokenDeadlines) {
+    init(gateway: Gateway, mode: Mode, logger: Logger, deadlines: TokenDeadlines, sessionless: SessionlessWebSockets) {
         self.gateway = gateway
         self.mode = mode
         self.logger = logger
         self.deadlines = deadlines
+        self.sessionless = sessionless
         gateway.stats.live.websocketHandlers.wrappingIncrement(ordering: .relaxed)
     }
 
@@ -62,7 +66,10 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        guard case .gateway(let identity, let address) = mode else { return }
+        guard case .gateway(let identity, let address) = mode else {
+            listSessionless(true)
+            return
+        }
         let connection = WebSocketConnection(
             gateway: gateway, channel: context.channel, handler: NIOLoopBound(self, eventLoop: context.eventLoop),
             remoteAddress: address, logger: logger)
@@ -70,17 +77,19 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
         if let identity {
             Task { _ = await connection.start(identity: identity, device: nil, ref: nil) }
         } else {
+            listSessionless(true)
             let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
             let authTimeout = gateway.limits.authTimeoutMs
             let idleTimeout = gateway.presenceSettings.offlineAfterMs
+            let now = gateway.clock.nowMillis()
             // Sessions are swept for silence (`HeartbeatSweeper`); before one opens, a silence
             // shorter than the auth timeout closes the connection the same way.
             if idleTimeout < authTimeout {
-                authTimer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(idleTimeout))) {
+                authTimer = gateway.clock.schedule(at: now + Int64(idleTimeout), on: context.eventLoop) {
                     handler.value.close(code: .normal, reason: "heartbeat timeout")
                 }
             } else {
-                authTimer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(authTimeout))) {
+                authTimer = gateway.clock.schedule(at: now + Int64(authTimeout), on: context.eventLoop) {
                     handler.value.connection?.fail(.unauthorized("no auth frame within \(authTimeout) ms"), code: .unauthorized)
                 }
             }
@@ -92,6 +101,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// handler back (`WebSocketConnection.handler`): with both references kept, neither would
     /// ever be freed.
     func handlerRemoved(context: ChannelHandlerContext) {
+        listSessionless(false)
         cancelTimers()
         connection?.closed(by: self)
         connection = nil
@@ -120,6 +130,17 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
         context.fireChannelInactive()
     }
 
+    /// Lists or unlists this connection in `sessionless`.
+    private func listSessionless(_ listed: Bool) {
+        guard listed != listedSessionless, let context else { return }
+        listedSessionless = listed
+        if listed {
+            sessionless.insert(self, eventLoop: context.eventLoop)
+        } else {
+            sessionless.remove(self)
+        }
+    }
+
     private func cancelTimers() {
         authTimer?.cancel()
         authTimer = nil
@@ -135,12 +156,13 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
     func authenticated(expiresAt: Int64?) {
         authTimer?.cancel()
         authTimer = nil
+        // A session now: the hub closes it at shutdown.
+        listSessionless(false)
         // A new deadline replaces the old one; an old one already firing is stale.
         deadlineGeneration &+= 1
         guard let connection else { return }
         guard let expiresAt, context != nil else { return deadlines.remove(connection) }
-        let delay = max(0, expiresAt - gateway.clock.nowMillis())
-        deadlines.set(connection, at: .now() + .milliseconds(delay), generation: deadlineGeneration, grace: false)
+        deadlines.set(connection, at: expiresAt, generation: deadlineGeneration, grace: false)
     }
 
     /// A deadline `authenticated` or `tokenExpired` set has passed (called by `TokenDeadlines`).
@@ -158,9 +180,11 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
     private func tokenExpired() {
         guard let connection, let session = connection.session, context != nil else { return }
         guard session.tokenExpiresAt.load(ordering: .relaxed) <= gateway.clock.nowMillis() else { return }
+        // Taken before the notice goes out: a client (or a test stepping the clock) that sees it
+        // knows when the grace ends.
+        let graceEnds = gateway.clock.nowMillis() + Int64(gateway.limits.authTimeoutMs)
         _ = connection.send(ServerFrame.error(GatewayError(.tokenExpired, "token expired: send a fresh 'auth' frame"), ref: nil))
-        let grace = TimeAmount.milliseconds(Int64(gateway.limits.authTimeoutMs))
-        deadlines.set(connection, at: .now() + grace, generation: deadlineGeneration, grace: true)
+        deadlines.set(connection, at: graceEnds, generation: deadlineGeneration, grace: true)
     }
 
     // MARK: Inbound

@@ -144,6 +144,8 @@ public final class BackgroundProcess: Sendable {
 
     /// Guards the pid, the output kept, the exit status and who waits for what.
     private let state = Mutex(State())
+    /// All it printed so far and whether it has exited, for tests that wait on its output.
+    public let seen = Observed((log: "", exited: false))
     private let runner = Mutex<Task<Void, Never>?>(nil)
     public let description: String
 
@@ -265,6 +267,7 @@ public final class BackgroundProcess: Sendable {
     }
 
     private func append(_ line: String) {
+        seen.update { $0.log += line + "\n" }
         let matched: [(CheckedContinuation<String?, Never>)] = state.withLock { state in
             state.lines.append(line)
             if state.lines.count > 2_000 { state.lines.removeFirst(1_000) }
@@ -280,6 +283,7 @@ public final class BackgroundProcess: Sendable {
     }
 
     private func finish(_ status: TerminationStatus) {
+        seen.update { $0.exited = true }
         let (waiters, lineWaiters) = state.withLock { state in
             state.status = state.status ?? status
             defer {

@@ -96,6 +96,8 @@ public final class DurabilityChecker: Sendable {
 
     // Guards the operations by (sender, client_msg_id), in the order first sent.
     private let state = Mutex<(operations: [Key: Operation], order: [Key])>(([:], []))
+    /// How many operations have an `ok`, for `waitForAcks`.
+    private let acks = Observed(0)
 
     public init() {}
 
@@ -123,15 +125,24 @@ public final class DurabilityChecker: Sendable {
 
     private func resolve(sender: String, clientMsgID: String, outcome: Outcome) {
         let key = Key(sender: sender, clientMsgID: clientMsgID)
-        state.withLock { state in
-            guard var operation = state.operations[key] else { return }
+        let firstAck = state.withLock { state -> Bool in
+            guard var operation = state.operations[key] else { return false }
+            let wasAcked = !operation.ackedIDs.isEmpty
+            defer { state.operations[key] = operation }
             if let last = operation.outcomes.lastIndex(of: .unknown) {
                 operation.outcomes[last] = outcome
             } else {
                 operation.outcomes.append(outcome)
             }
-            state.operations[key] = operation
+            return !wasAcked && !operation.ackedIDs.isEmpty
         }
+        if firstAck { acks.update { $0 += 1 } }
+    }
+
+    /// Returns once `count` operations have an `ok` (true), or after `timeout` (false): how a
+    /// test picks a moment mid-stream (a kill after n acks) without polling.
+    public func waitForAcks(_ count: Int, timeout: Duration = .seconds(120)) async -> Bool {
+        await acks.wait(timeout: timeout) { $0 >= count }
     }
 
     /// Every operation, in the order first sent.

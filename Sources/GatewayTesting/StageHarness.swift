@@ -36,11 +36,12 @@ public struct StageHarness: Sendable {
     }
 
     /// Builds a stage with its factory, as the pipeline does. `settings` is the stage's
-    /// `settings:` block written as JSON (which is also YAML's flow style); `on` is the pipeline
-    /// entry's `on:`. Invalid settings throw the `DecodingError` the YAML loader would report.
+    /// `settings:` block as YAML (JSON is YAML's flow style), decoded by the config loader's own
+    /// decoder (`StageSettings`): unknown keys and invalid values throw the `ConfigError` the
+    /// loader would report. `on` is the pipeline entry's `on:`.
     public func build(_ factory: StageFactory, settings: String = "{}", name: String? = nil, on: Set<FrameKind> = [.send]) throws -> any Stage {
         let context = StageBuildContext(
-            name: name ?? factory.kind, kind: factory.kind, settings: JSONSettingsSource(settings), on: on, logger: logger, clock: clock,
+            name: name ?? factory.kind, kind: factory.kind, settings: try StageSettings.source(settings), on: on, logger: logger, clock: clock,
             stores: stores, node: node)
         return try factory.make(context).stage
     }
@@ -92,7 +93,9 @@ public final class TestPresence: PresenceQuery, Sendable {
     }
 }
 
-/// Settings given as JSON text, decoded with Foundation's `JSONDecoder`.
+/// Settings given as JSON text, decoded with Foundation's `JSONDecoder`: lenient (unknown keys
+/// pass, errors are `DecodingError`s without a line). `StageSettings.source(_:)` decodes as the
+/// config loader does.
 public struct JSONSettingsSource: SettingsSource {
     public let text: String
 

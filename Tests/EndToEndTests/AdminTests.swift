@@ -258,12 +258,7 @@ struct AdminTests {
 
         /// Waits until the child's log has `count` lines containing `text`.
         func logged(_ text: String, count: Int = 1) async throws -> Bool {
-            let deadline = Date().addingTimeInterval(15)
-            while Date() < deadline {
-                if child.output.components(separatedBy: text).count - 1 >= count { return true }
-                try await Task.sleep(for: .milliseconds(10))
-            }
-            return false
+            await child.seen.wait(timeout: .seconds(15)) { $0.log.components(separatedBy: text).count - 1 >= count }
         }
 
         try TestGateway.yaml(directory: directory, extra: "", pipeline: Self.strictPersist).write(toFile: path, atomically: true, encoding: .utf8)

@@ -225,32 +225,50 @@ struct BadInputTests {
     }
 
     @Test func expiredAndExpiringTokens() async throws {
-        let clock = ManualClockForTokens()
+        let clock = TestClock()
         let gateway = try await TestGateway.start(extra: "limits: { auth_timeout_ms: 300 }", clock: clock)
         // Expired beyond the 30 s leeway: 401 before the upgrade.
         let expired = try await gateway.token("alice", ttl: 60)
         clock.advance(by: 120_000)
         #expect(try await WebSocketStream.connect(port: gateway.port, headers: [("Authorization", "Bearer \(expired)")]).status == 401)
-        // A token that expires while connected: token_expired, then close 4001.
+        // A token that expires while connected (the clock stands on a whole second: exactly
+        // 1 s from now): token_expired at its expiry, then close 4001 after the 300 ms grace.
+        let expiry = clock.nowMillis() + 1000
         let short = try await gateway.token("alice", ttl: 1)
         let (stream, status, _) = try await WebSocketStream.connect(port: gateway.port, headers: [("Authorization", "Bearer \(short)")])
         #expect(status == 101)
         _ = try await stream.nextFrame()  // hello
+        // The gateway waits for exactly the token's expiry.
+        try await clock.waitForTimer(at: expiry)
+        clock.advance(by: 1000)
         let notice = try await stream.nextFrame(timeout: 10)
         #expect(notice["code"]?.stringValue == "token_expired")
+        try await clock.waitForTimer(at: expiry + 300)
+        clock.advance(by: 299)
+        stream.send(["type": "ping", "ref": "still"])
+        #expect(try await stream.nextFrame()["ref"]?.stringValue == "still")
+        clock.advance(by: 1)
         #expect(try await stream.closeCode() == 4001)
         await gateway.stop()
     }
 
     @Test func longPollHeldToItsTimeoutAndCORS() async throws {
-        let gateway = try await TestGateway.start(extra: "listen: { public: { host: 127.0.0.1, port: 0, allowed_origins: [\"https://app.example\"] }, admin: { host: 127.0.0.1, port: 0, token: admin-test-token } }")
+        // The poll's timeout is a timer on the gateway's clock: the test steps through it.
+        let clock = TestClock()
+        let gateway = try await TestGateway.start(
+            extra: "listen: { public: { host: 127.0.0.1, port: 0, allowed_origins: [\"https://app.example\"] }, admin: { host: 127.0.0.1, port: 0, token: admin-test-token } }",
+            clock: clock)
         let alice = try await LongPollClient.open(gateway, user: "alice")
-        let started = Date()
-        let answer = try await gateway.request(.GET, "/v1/lp/poll?session=\(alice.session)&timeout_ms=300", token: alice.token)
+        let timeoutAt = clock.nowMillis() + 300
+        let held = Task { try await gateway.request(.GET, "/v1/lp/poll?session=\(alice.session)&timeout_ms=300", token: alice.token) }
+        try await clock.waitForTimer(at: timeoutAt)
+        clock.advance(by: 299)
+        #expect(clock.pendingTimers(at: timeoutAt) == 1)
+        clock.advance(by: 1)
+        let answer = try await held.value
         #expect(answer.status == 200)
         #expect(answer.body == "{\"frames\":[]}")
         #expect(answer.headers["cache-control"] == "no-store")
-        #expect(Date().timeIntervalSince(started) >= 0.25)
         let bad = try await gateway.request(.GET, "/v1/lp/poll?session=\(alice.session)&timeout_ms=99999", token: alice.token)
         #expect(bad.status == 400)
         // Preflight from an unknown origin: no Access-Control-Allow-Origin, never '*'.
@@ -259,25 +277,6 @@ struct BadInputTests {
         let known = try await gateway.request(.OPTIONS, "/v1/lp/send", headers: [("Origin", "https://app.example"), ("Access-Control-Request-Method", "POST")])
         #expect(known.headers["access-control-allow-origin"] == "https://app.example")
         await gateway.stop()
-    }
-}
-
-/// A clock tests step by hand, readable from the gateway's threads.
-final class ManualClockForTokens: GatewayClock, @unchecked Sendable {
-    // Guarded by `lock`.
-    private var offset: Int64 = 0
-    private let lock = NSLock()
-
-    func nowMillis() -> Int64 {
-        lock.lock()
-        defer { lock.unlock() }
-        return SystemClock().nowMillis() + offset
-    }
-
-    func advance(by millis: Int64) {
-        lock.lock()
-        offset += millis
-        lock.unlock()
     }
 }
 
@@ -292,13 +291,8 @@ enum RawHTTP {
             }
             .connect(host: "127.0.0.1", port: port).get()
         try await channel.writeAndFlush(ByteBuffer(string: request)).get()
-        let deadline = Date().addingTimeInterval(timeout)
         // Wait for the status line and headers (the server may keep the connection open).
-        while Date() < deadline {
-            let text = collector.text
-            if text.contains("\r\n\r\n") || collector.closed { break }
-            try await Task.sleep(for: .milliseconds(10))
-        }
+        _ = await collector.seen.wait(timeout: .milliseconds(Int(timeout * 1000))) { $0.text.contains("\r\n\r\n") || $0.closed }
         try? await channel.close().get()
         return collector.text
     }
@@ -316,24 +310,22 @@ enum RawHTTP {
         return collector.text
     }
 
-    final class ResponseCollector: ChannelInboundHandler, @unchecked Sendable {
+    final class ResponseCollector: ChannelInboundHandler, Sendable {
         typealias InboundIn = ByteBuffer
-        // Guarded by `lock`.
-        private var buffer = ""
-        private var isClosed = false
-        private let lock = NSLock()
+        /// What arrived, and whether the server closed; tests wait on it.
+        let seen = Observed((text: "", closed: false))
 
-        var text: String { lock.withLock { buffer } }
-        var closed: Bool { lock.withLock { isClosed } }
+        var text: String { seen.value.text }
+        var closed: Bool { seen.value.closed }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             var bytes = unwrapInboundIn(data)
             let chunk = bytes.readString(length: bytes.readableBytes) ?? ""
-            lock.withLock { buffer += chunk }
+            seen.update { $0.text += chunk }
         }
 
         func channelInactive(context: ChannelHandlerContext) {
-            lock.withLock { isClosed = true }
+            seen.update { $0.closed = true }
         }
     }
 }

@@ -1,6 +1,7 @@
 import ChatClient
 import Foundation
 import GatewayCore
+import GatewayTesting
 import MediaStore
 import NIOCore
 import NIOPosix
@@ -72,35 +73,37 @@ struct ChatClientTests {
 
     /// Collects the messages a client hands to the app.
     final class Inbox: Sendable {
-        final class Store: Sendable {
-            /// Guards the messages received, the syncs finished and the transports opened.
-            let state = Mutex<(messages: [ChatMessage], syncs: [Int64], transports: [ChatTransportKind])>(([], [], []))
+        struct Seen: Sendable {
+            var messages: [ChatMessage] = []
+            var syncs: [Int64] = []
+            var transports: [ChatTransportKind] = []
         }
-        let store = Store()
+
+        /// What the client handed over so far; tests wait on it.
+        let seen = Observed(Seen())
         let reader: Task<Void, Never>
 
         init(_ client: ChatClient) {
-            let store = self.store
+            let seen = self.seen
             reader = Task {
                 for await event in client.events {
                     switch event {
-                    case .message(let message): store.state.withLock { $0.messages.append(message) }
-                    case .synced(let seq): store.state.withLock { $0.syncs.append(seq) }
-                    case .state(.open(let kind)): store.state.withLock { $0.transports.append(kind) }
+                    case .message(let message): seen.update { $0.messages.append(message) }
+                    case .synced(let seq): seen.update { $0.syncs.append(seq) }
+                    case .state(.open(let kind)): seen.update { $0.transports.append(kind) }
                     default: break
                     }
                 }
             }
         }
 
-        var messages: [ChatMessage] { store.state.withLock { $0.messages } }
-        var syncs: [Int64] { store.state.withLock { $0.syncs } }
-        var transports: [ChatTransportKind] { store.state.withLock { $0.transports } }
+        var messages: [ChatMessage] { seen.value.messages }
+        var syncs: [Int64] { seen.value.syncs }
+        var transports: [ChatTransportKind] { seen.value.transports }
 
         /// Waits until `count` messages arrived (or `seconds` passed).
-        func wait(for count: Int, seconds: Double = 30) async {
-            let deadline = ContinuousClock.now + .seconds(seconds)
-            while messages.count < count, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        func wait(for count: Int, seconds: Int = 30) async {
+            _ = await seen.wait(timeout: .seconds(seconds)) { $0.messages.count >= count }
         }
     }
 
@@ -161,14 +164,12 @@ struct ChatClientTests {
         try await alice.connect()
         try await bob.connect()
         // bob's sync after connecting is done: what follows comes live.
-        let settled = ContinuousClock.now + .seconds(5)
-        while inbox.syncs.isEmpty, ContinuousClock.now < settled { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(await inbox.seen.wait { !$0.syncs.isEmpty })
         for text in ["one", "two", "three"] {
             _ = try await alice.send(to: .user("bob"), body: ["text": .string(text)])
         }
         await inbox.wait(for: 3, seconds: 10)
-        let synced = ContinuousClock.now + .seconds(5)
-        while !inbox.syncs.contains(3), ContinuousClock.now < synced { try await Task.sleep(for: .milliseconds(10)) }
+        _ = await inbox.seen.wait { $0.syncs.contains(3) }
         #expect(proxy.dropped == 1, "the proxy dropped the frame of 'two'")
         #expect(inbox.messages.map { $0.body["text"]?.stringValue ?? "" } == ["one", "two", "three"])
         #expect(inbox.syncs == [0, 3], "seq 3 after 1 started a sync that caught up to 3")

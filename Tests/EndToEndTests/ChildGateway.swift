@@ -45,6 +45,9 @@ final class ChildGateway: Sendable {
 
     var output: String { process.output }
 
+    /// All it printed so far and whether it has exited, for tests that wait on its log.
+    var seen: Observed<(log: String, exited: Bool)> { process.seen }
+
     func kill9() async {
         await process.kill()
     }

@@ -19,8 +19,8 @@ struct ConnectionLimitTests {
         let third = try await WebSocketStream.connect(port: gateway.port, headers: [("Authorization", "Bearer \(token)")])
         #expect(third.status == 429)
         // Every socket holds a place from accept to close: wait for the refused one's to return.
-        let end = Date().addingTimeInterval(10)
-        while gateway.bootstrap.application.lifecycleCounts["admitted"] != 2, Date() < end { try await Task.sleep(for: .milliseconds(10)) }
+        let application = gateway.bootstrap.application
+        #expect(await TeardownCheck.wait { application.lifecycleCounts["admitted"] == 2 })
         // A third connection from this address (bob): fine; a fourth: 429.
         _ = try await gateway.connect("bob")
         // The fourth socket from this address is answered 429 before anything is read.

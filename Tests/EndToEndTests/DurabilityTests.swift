@@ -146,8 +146,8 @@ struct DurabilityTests {
                 group.addTask { await Self.pump(port: port, user: user, messages: plans[user]!, groupMembers: Set(users), window: 16, log: log) }
             }
             group.addTask {
-                // Kill at a random moment mid-stream (polls the log: the kill lands mid-stream).
-                while log.ackedCount < killAfter { try? await Task.sleep(for: .milliseconds(2)) }
+                // Kill at a random moment mid-stream (the kill lands mid-stream).
+                _ = await log.waitForAcks(killAfter)
                 await firstServer.kill9()
             }
         }

@@ -133,7 +133,7 @@ struct FaultTests {
             stream.raw.close(code: 1000)
             _ = try? await stream.closeCode()
         }
-        LifecycleTests.expectNothingLeft(try await LifecycleTests.settled(gateway), "after a slow consumer")
+        LifecycleTests.expectNothingLeft(await LifecycleTests.settled(gateway), "after a slow consumer")
         await gateway.stop()
     }
 

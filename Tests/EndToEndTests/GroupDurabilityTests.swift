@@ -95,8 +95,8 @@ struct GroupDurabilityTests {
                 group.addTask { await DurabilityTests.pump(port: port, user: sender, messages: plans[sender]!, groupMembers: memberSet, window: 8, log: log) }
             }
             group.addTask {
-                // Polls the log (not a synchronization sleep): the kill lands mid-stream.
-                while log.ackedCount < killAfter { try? await Task.sleep(for: .milliseconds(2)) }
+                // After killAfter acks: the kill lands mid-stream.
+                _ = await log.waitForAcks(killAfter)
                 await firstServer.kill9()
             }
         }

@@ -28,16 +28,12 @@ struct LifecycleTests {
         }
     }
 
-    /// Waits (bounded) for the server side of closed connections to finish closing: the client
-    /// has seen its socket close, the server's channel close runs right after on its loop.
-    static func settled(_ gateway: TestGateway, within seconds: Double = 10) async throws -> [String: Int] {
-        let end = Date().addingTimeInterval(seconds)
-        var counts = gateway.bootstrap.application.lifecycleCounts
-        while counts.values.contains(where: { $0 != 0 }), Date() < end {
-            try await Task.sleep(for: .milliseconds(20))
-            counts = gateway.bootstrap.application.lifecycleCounts
-        }
-        return counts
+    /// The counts still above 0 once the server side of closed connections has finished closing
+    /// (the client has seen its socket close; the server's channel close runs right after, on its
+    /// loop): `TeardownCheck` lets the loops run what is queued between looks.
+    static func settled(_ gateway: TestGateway) async -> [String: Int] {
+        let application = gateway.bootstrap.application
+        return await TeardownCheck.leftovers { application.lifecycleCounts }
     }
 
     static func expectNothingLeft(_ counts: [String: Int], _ what: String) {
@@ -69,12 +65,15 @@ struct LifecycleTests {
                 stream.raw.disconnect()
             }
         }
-        Self.expectNothingLeft(try await Self.settled(gateway), "handshake-authenticated")
+        Self.expectNothingLeft(await Self.settled(gateway), "handshake-authenticated")
         await gateway.stop()
     }
 
     @Test func webSocketsThatAuthenticateByFrameOrNeverLeaveNothing() async throws {
-        let gateway = try await TestGateway.start(extra: "limits: { max_sessions_per_user: 1000, auth_timeout_ms: 1000 }")
+        // The auth timeout runs on the test's clock: however slow the machine, it fires only when
+        // the test steps the clock, never on a connection that is still authenticating.
+        let clock = TestClock()
+        let gateway = try await TestGateway.start(extra: "limits: { max_sessions_per_user: 1000, auth_timeout_ms: 1000 }", clock: clock)
         try await Self.repeated(Self.churn) { index in
             let (stream, status, _) = try await WebSocketStream.connect(port: gateway.port)
             #expect(status == 101)
@@ -89,13 +88,25 @@ struct LifecycleTests {
                 stream.raw.disconnect()
             }
         }
-        // Silent until the auth timeout closes them (4001), all at once.
-        try await Self.repeated(Self.churn / 4, width: Self.churn / 4) { _ in
-            let (stream, status, _) = try await WebSocketStream.connect(port: gateway.port)
-            #expect(status == 101)
+        // Silent until the auth timeout closes them (4001), all at once: once every one waits for
+        // it, one step of the clock.
+        let timeoutAt = clock.nowMillis() + 1000
+        let silent = try await withThrowingTaskGroup(of: WebSocketStream.self) { group in
+            for _ in 0..<Self.churn / 4 {
+                group.addTask {
+                    let (stream, status, _) = try await WebSocketStream.connect(port: gateway.port)
+                    #expect(status == 101)
+                    return stream
+                }
+            }
+            return try await group.reduce(into: [WebSocketStream]()) { $0.append($1) }
+        }
+        #expect(await TeardownCheck.wait { clock.pendingTimers(at: timeoutAt) == Self.churn / 4 })
+        clock.advance(by: 1000)
+        for stream in silent {
             #expect(try await stream.closeCode() == 4001)
         }
-        Self.expectNothingLeft(try await Self.settled(gateway), "frame-authenticated or silent")
+        Self.expectNothingLeft(await Self.settled(gateway), "frame-authenticated or silent")
         await gateway.stop()
     }
 
@@ -120,12 +131,17 @@ struct LifecycleTests {
                 try await Self.closed(stream)
             }
         }
-        Self.expectNothingLeft(try await Self.settled(gateway), "refused, bad-frame and kicked")
+        Self.expectNothingLeft(await Self.settled(gateway), "refused, bad-frame and kicked")
         await gateway.stop()
     }
 
     @Test func longPollSessionsClosedOrExpiredLeaveNothing() async throws {
-        let gateway = try await TestGateway.start(extra: "longpoll: { session_ttl_ms: 200 }\nlimits: { max_sessions_per_user: 1000 }")
+        // Expiry runs on the test's clock (a sweep every 50 ms of it): no session expires while
+        // the churn runs, however slow the machine, and all that remain do at one step.
+        let clock = TestClock()
+        let start = clock.nowMillis()
+        let gateway = try await TestGateway.start(extra: "longpoll: { session_ttl_ms: 200 }\nlimits: { max_sessions_per_user: 1000 }", clock: clock)
+        try await clock.waitForTimer(at: start + 50)
         // An HTTP client of its own, shut down at the end: its kept-alive sockets hold places.
         let http = HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton)
         try await Self.repeated(Self.churn / 2) { index in
@@ -143,7 +159,8 @@ struct LifecycleTests {
             // The others expire after session_ttl_ms without a poll.
         }
         try await http.shutdown()
-        Self.expectNothingLeft(try await Self.settled(gateway), "long-poll")
+        clock.advance(by: 201)
+        Self.expectNothingLeft(await Self.settled(gateway), "long-poll")
         await gateway.stop()
     }
 }

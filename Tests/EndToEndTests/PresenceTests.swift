@@ -4,10 +4,10 @@ import GatewayCore
 import Testing
 
 /// Issue 3: presence (online, grace, heartbeat timeout, visibility), typing and read receipts.
-@Suite("Presence, typing and read receipts")
+@Suite("Presence, typing and read receipts", .timeLimit(.minutes(2)))
 struct PresenceTests {
     static let presenceYAML = "presence: { heartbeat_ms: 50, offline_after_ms: 5000, grace_ms: 300, visibility: shared, fanout_max_group: 3 }"
-    /// Short enough that a silent client is closed quickly; the watching client keeps a heartbeat.
+    /// A silent client is closed after 3 s of the test's clock.
     static let heartbeatYAML = "presence: { heartbeat_ms: 50, offline_after_ms: 3000, grace_ms: 300, visibility: shared, fanout_max_group: 3 }"
 
     /// alice and bob share a 1:1 conversation, so each may see the other (sent over REST, so
@@ -24,11 +24,12 @@ struct PresenceTests {
     }
 
     @Test func onlineOfflineAndGrace() async throws {
-        let gateway = try await TestGateway.start(extra: Self.presenceYAML)
+        // Grace and heartbeats run on the test clock: it moves only by the steps below, far
+        // less than offline_after_ms, so bob needs no heartbeat.
+        let clock = TestClock()
+        let gateway = try await TestGateway.start(extra: Self.presenceYAML, clock: clock)
         try await converse(gateway)
         let (bob, _) = try await gateway.connect("bob")
-        let heartbeat = bob.keepAlive()
-        defer { heartbeat.cancel() }
         bob.send(["type": "presence.subscribe", "users": ["alice", "carol"], "ref": "p"])
         let reply = try await bob.nextFrame(ofType: "presence")
         #expect(reply["type"]?.stringValue == "presence")
@@ -43,30 +44,53 @@ struct PresenceTests {
         let (alice, _) = try await gateway.connect("alice")
         let online = try await bob.nextFrame(ofType: "presence")
         #expect(presence(online) == ("alice", "online"))
-        // alice drops and comes back within the grace period: no event at all.
+        // alice drops: the gateway waits out the grace (300 ms of clock) before saying so...
         alice.raw.disconnect()
+        let firstGraceEnds = clock.nowMillis() + 300
+        try await clock.waitForTimer(at: firstGraceEnds)
+        clock.advance(by: 299)
+        // ...and she is back within it: the wait is called off, and bob hears nothing, neither
+        // when she dropped nor when the grace would have ended.
         let (again, _) = try await gateway.connect("alice")
-        again.send(["type": "ping", "ref": "x"])
-        _ = try await again.nextFrame()
-        // alice closes for good: offline after the grace period.
+        #expect(clock.pendingTimers(at: firstGraceEnds) == 0)
+        clock.advance(by: 1)
+        bob.send(["type": "ping", "ref": "b1"])
+        #expect(try await bob.nextFrame()["ref"]?.stringValue == "b1", "bob heard of alice's drop")
+        // alice closes for good: nothing during the grace, offline at its end.
         again.close()
+        let closedAt = clock.nowMillis()
+        try await clock.waitForTimer(at: closedAt + 300)
+        clock.advance(by: 299)
+        bob.send(["type": "ping", "ref": "b2"])
+        #expect(try await bob.nextFrame()["ref"]?.stringValue == "b2", "offline before the grace ended")
+        clock.advance(by: 1)
         let offline = try await bob.nextFrame(ofType: "presence", timeout: 5)
         #expect(presence(offline) == ("alice", "offline"))
-        #expect((offline["users"]?.arrayValue?.first?["last_active_at"]?.int64Value ?? 0) > 0)
+        #expect(offline["users"]?.arrayValue?.first?["last_active_at"]?.int64Value == closedAt)
         await gateway.stop()
     }
 
     @Test func missedHeartbeatsCloseTheSessionAndTheUserGoesOffline() async throws {
-        let gateway = try await TestGateway.start(extra: Self.heartbeatYAML)
+        // offline_after_ms 3000: the sweep runs every max(100, 750) / 2 = 375 ms of clock.
+        let clock = TestClock()
+        let start = clock.nowMillis()
+        let gateway = try await TestGateway.start(extra: Self.heartbeatYAML, clock: clock)
+        try await clock.waitForTimer(at: start + 375)
         try await converse(gateway)
         let (bob, _) = try await gateway.connect("bob")
-        let heartbeat = bob.keepAlive()
-        defer { heartbeat.cancel() }
         let (alice, _) = try await gateway.connect("alice")
         bob.send(["type": "presence.subscribe", "users": ["alice"]])
         #expect(presence(try await bob.nextFrame(ofType: "presence")) == ("alice", "online"))
-        // alice goes silent: her socket stays open but sends nothing; bob keeps his heartbeat.
+        // alice goes silent: her socket stays open but sends nothing; bob pings 2 s in.
+        clock.advance(by: 2000)
+        bob.send(["type": "ping", "ref": "hb"])
+        #expect(try await bob.nextFrame()["ref"]?.stringValue == "hb")
+        // 3.5 s: alice is past offline_after_ms, bob is not.
+        clock.advance(by: 1500)
         #expect(try await alice.closeCode(timeout: 5) == 1000)
+        // Offline once the grace (300 ms) after her close has passed.
+        try await clock.waitForTimer(at: start + 3500 + 300)
+        clock.advance(by: 300)
         #expect(presence(try await bob.nextFrame(ofType: "presence", timeout: 5)) == ("alice", "offline"))
         await gateway.stop()
     }
@@ -137,16 +161,6 @@ struct PresenceTests {
 }
 
 extension WebSocketStream {
-    /// Sends a `ping` every 50 ms, as a client's heartbeat, until cancelled.
-    func keepAlive() -> Task<Void, Never> {
-        Task {
-            while !Task.isCancelled {
-                self.send(["type": "ping"])
-                try? await Task.sleep(for: .milliseconds(50))
-            }
-        }
-    }
-
     /// The next frame of `type`, skipping others (pongs of a heartbeat, say).
     func nextFrame(ofType type: String, timeout: Double = 10) async throws -> JSONObject {
         while true {

@@ -14,83 +14,35 @@ import StagePush
 import Synchronization
 import Testing
 
-/// A webhook push receiver on 127.0.0.1 port 0: records each POST and answers with the status
+/// A webhook push receiver (`LocalHTTPService`): records each POST and answers with the status
 /// the test sets.
 final class PushHookServer: Sendable {
-    let port: Int
-    private let group: ServiceGroup
-    private let runner: Task<Void, any Error>
+    let service: LocalHTTPService
 
-    var url: String { "http://127.0.0.1:\(port)/push" }
+    var url: String { service.baseURL + "/push" }
 
-    static func start(port: Int = 0, status: Int = 200) async throws -> PushHookServer {
-        let box = Box(status: status)
-        let router = Router()
-        router.post("/push") { request, _ -> Response in
-            let body = try await request.body.collect(upTo: 1 << 20)
-            let signature = request.headers.first { $0.name.canonicalName == "x-chatgateway-signature" }?.value
-            let status = box.record(Array(body.readableBytesView), signature)
-            return Response(status: .init(code: status))
-        }
-        let ports = AsyncStream<Int>.makeStream()
-        var logger = Logger(label: "push-hook")
-        logger.logLevel = .critical
-        let app = Application(
-            router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)),
-            onServerRunning: { channel in
-                ports.continuation.yield(channel.localAddress?.port ?? 0)
-                ports.continuation.finish()
-            }, logger: logger)
-        let group = ServiceGroup(services: [app], logger: logger)
-        let runner = Task { try await group.run() }
-        var bound = 0
-        for await p in ports.stream { bound = p }
-        return PushHookServer(box: box, port: bound, group: group, runner: runner)
+    static func start(status: Int = 200) async throws -> PushHookServer {
+        PushHookServer(service: try await LocalHTTPService.start { _ in .init(status: status) })
     }
 
-    final class Box: Sendable {
-        /// Guards the bodies and signatures received, and the status to answer.
-        let state: Mutex<(bodies: [[UInt8]], signatures: [String?], status: Int)>
-        init(status: Int) {
-            state = Mutex(([], [], status))
-        }
-        func record(_ body: [UInt8], _ signature: String?) -> Int {
-            state.withLock { s in
-                s.bodies.append(body)
-                s.signatures.append(signature)
-                return s.status
-            }
-        }
+    private init(service: LocalHTTPService) {
+        self.service = service
     }
 
-    private let box: Box
-
-    private init(box: Box, port: Int, group: ServiceGroup, runner: Task<Void, any Error>) {
-        self.box = box
-        self.port = port
-        self.group = group
-        self.runner = runner
-    }
-
-    var bodies: [JSONValue] { box.state.withLock { $0.bodies }.compactMap { try? JSONParser.parse($0) } }
-    var signatures: [String?] { box.state.withLock { $0.signatures } }
-    func setStatus(_ status: Int) { box.state.withLock { $0.status = status } }
+    var bodies: [JSONValue] { service.requests.compactMap(\.json) }
+    var signatures: [String?] { service.requests.map { $0.headers["x-chatgateway-signature"] } }
+    func setStatus(_ status: Int) { service.answer { _ in .init(status: status) } }
 
     /// Waits (bounded) until `count` requests arrived; whether they did.
-    func waitFor(_ count: Int, seconds: Double = 15) async throws -> Bool {
-        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
-        while box.state.withLock({ $0.bodies.count }) < count {
-            guard ContinuousClock.now < deadline else { return false }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        return true
+    func waitFor(_ count: Int, seconds: Int = 15) async throws -> Bool {
+        await service.waitForRequests(count, timeout: .seconds(seconds))
     }
 
     func stop() async {
-        await group.triggerGracefulShutdown()
-        _ = try? await runner.value
+        await service.stop()
     }
 }
+
 
 @Suite("Push end to end: /v1/devices, delivered over WebSocket, kill -9", .serialized)
 struct PushTests {

@@ -10,7 +10,7 @@ import Testing
 /// The gateway-wide timers that replaced per-connection ones: the heartbeat sweep
 /// (`presence.offline_after_ms`) and the token deadlines (expiry, then the grace for a fresh
 /// `auth`); and the handshake's header trimming without Foundation.
-@Suite("Session timers and handshake text")
+@Suite("Session timers and handshake text", .timeLimit(.minutes(2)))
 struct SessionTimerTests {
     /// The close frame's code and reason (skipping anything before it), and when it came.
     func closeFrame(_ stream: WebSocketStream, timeout: Double = 10) async throws -> (code: UInt16?, reason: String, at: Date) {
@@ -24,15 +24,19 @@ struct SessionTimerTests {
     }
 
     @Test func silentSessionsAreSweptAndAnyFrameKeepsOneOpen() async throws {
-        // The sweep reads the gateway's clock: a test clock makes who is silent exact, however
-        // loaded the machine. offline_after_ms 2000: sweeps every max(100, 500) / 2 ms.
+        // The sweep runs on the gateway's clock: a test clock makes who is silent, and when the
+        // sweep runs, exact however loaded the machine. offline_after_ms 2000: a sweep every
+        // max(100, 500) / 2 = 250 ms of clock time.
         let clock = TestClock()
+        let start = clock.nowMillis()
         let gateway = try await TestGateway.start(extra: "presence: { heartbeat_ms: 50, offline_after_ms: 2000 }", clock: clock)
-        #expect(gateway.bootstrap.application.heartbeats.interval == .milliseconds(250))
+        #expect(gateway.bootstrap.application.heartbeats.intervalMs == 250)
+        try await clock.waitForTimer(at: start + 250)
         let (silent, _) = try await gateway.connect("alice")
         let (pinging, _) = try await gateway.connect("bob")
         let (texting, _) = try await gateway.connect("carol")
-        // 1.5 s later bob sends a WebSocket ping, carol a JSON frame: both count as heartbeats.
+        // 1.5 s later (a sweep runs: nobody is silent yet) bob sends a WebSocket ping, carol a
+        // JSON frame: both count as heartbeats.
         clock.advance(by: 1500)
         pinging.raw.sendFrame(opcode: 0x9, payload: ByteBuffer(string: "hb"))
         texting.send(["type": "ping", "ref": "c1"])
@@ -45,8 +49,10 @@ struct SessionTimerTests {
         let close = try await closeFrame(silent)
         #expect(close.code == 1000)
         #expect(close.reason == "heartbeat timeout")
-        // Several sweeps later, bob and carol are still open.
-        try await Task.sleep(for: .milliseconds(800))
+        // The next sweep (one interval after the last, missed ones skipped) runs at 2.9 s, bob
+        // and carol 1.4 s silent: they stay open.
+        try await clock.waitForTimer(at: start + 2750)
+        try await clock.advanceAndWait(by: 400)
         for (stream, ref) in [(pinging, "b"), (texting, "c")] {
             stream.send(["type": "ping", "ref": .string(ref)])
             #expect(try await stream.nextFrame()["ref"]?.stringValue == ref)
@@ -55,7 +61,9 @@ struct SessionTimerTests {
     }
 
     @Test func tokenDeadlinesOfManySessions() async throws {
-        let gateway = try await TestGateway.start(extra: "limits: { auth_timeout_ms: 2000 }")
+        // Deadlines are times on the gateway's clock: each step below lands exactly on one.
+        let clock = TestClock()
+        let gateway = try await TestGateway.start(extra: "limits: { auth_timeout_ms: 2000 }", clock: clock)
         func open(_ user: String, ttl: Int) async throws -> WebSocketStream {
             let token = try await gateway.token(user, ttl: ttl)
             let (stream, status, _) = try await WebSocketStream.connect(port: gateway.port, headers: [("Authorization", "Bearer \(token)")])
@@ -63,9 +71,9 @@ struct SessionTimerTests {
             #expect(try await stream.nextFrame()["type"]?.stringValue == "hello")
             return stream
         }
-        // Tokens carry whole seconds: a ttl of n expires within (n-1, n] s. alice is refreshed
-        // in time, bob closes early, carol and erin never refresh, dave refreshes in the grace.
-        let aliceMinted = Date()
+        // The clock stands on a whole second, so a ttl of n expires exactly n s from now. alice
+        // is refreshed at once, bob closes early, carol and erin never refresh, dave refreshes in
+        // the grace (auth_timeout_ms: 2 s).
         let refreshed = try await open("alice", ttl: 3)
         refreshed.send(["type": "auth", "token": .string(try await gateway.token("alice")), "ref": "r"])
         #expect(try await refreshed.nextFrame()["ref"]?.stringValue == "r")
@@ -74,22 +82,24 @@ struct SessionTimerTests {
         let late = try await open("dave", ttl: 1)
         let later = try await open("erin", ttl: 2)
         gone.close()
-        // carol: token_expired, then 4001 after the grace.
-        #expect(try await expiring.nextFrame(timeout: 5)["code"]?.stringValue == "token_expired")
-        // dave: token_expired, a fresh auth within the grace: the session stays.
-        #expect(try await late.nextFrame(timeout: 5)["code"]?.stringValue == "token_expired")
+        // 1 s: carol's and dave's tokens expire; dave sends a fresh auth within the grace.
+        clock.advance(by: 1000)
+        #expect(try await expiring.nextFrame()["code"]?.stringValue == "token_expired")
+        #expect(try await late.nextFrame()["code"]?.stringValue == "token_expired")
         late.send(["type": "auth", "token": .string(try await gateway.token("dave")), "ref": "d"])
         #expect(try await late.nextFrame()["ref"]?.stringValue == "d")
+        // 2 s: erin's expires.
+        clock.advance(by: 1000)
+        #expect(try await later.nextFrame()["code"]?.stringValue == "token_expired")
+        // 3 s: carol's grace ends (4001); alice's first token expires, but she refreshed it.
+        clock.advance(by: 1000)
         let close = try await closeFrame(expiring)
         #expect(close.code == 4001)
         #expect(close.reason == "token expired")
-        // erin: the same, up to a second later.
-        #expect(try await later.nextFrame(timeout: 5)["code"]?.stringValue == "token_expired")
+        // 4 s: erin's grace ends.
+        clock.advance(by: 1000)
         #expect(try await closeFrame(later).code == 4001)
-        // Past alice's first expiry (at most 3 s after her first token was minted), nothing
-        // reaches the refreshed sessions but their answers.
-        let wait = 3.3 - Date().timeIntervalSince(aliceMinted)
-        if wait > 0 { try await Task.sleep(for: .milliseconds(Int(wait * 1000))) }
+        // Nothing but their answers reached the refreshed sessions.
         for (stream, ref) in [(refreshed, "a"), (late, "d2")] {
             stream.send(["type": "ping", "ref": .string(ref)])
             #expect(try await stream.nextFrame()["ref"]?.stringValue == ref)

@@ -9,19 +9,10 @@ import Testing
 @Suite("TLS")
 struct TLSTests {
     @Test func websocketAndHTTPSOverTLS() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("chatgate-tls-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let cert = directory.appendingPathComponent("cert.pem").path
-        let key = directory.appendingPathComponent("key.pem").path
-        let openssl = try await Command.run("/usr/bin/openssl", [
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
-            "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", cert,
-        ])
-        try #require(openssl.succeeded, "openssl could not make a test certificate: \(openssl.error)")
-
-        let gateway = try await TestGateway.start(extra: "tls: { cert: \"\(cert)\", key: \"\(key)\" }", directory: directory)
-        var tls = TLSConfiguration.makeClientConfiguration()
-        tls.trustRoots = .file(cert)
+        let certificate = try TestCertificate.make()
+        defer { certificate.remove() }
+        let gateway = try await TestGateway.start(extra: "tls: { cert: \"\(certificate.certPath)\", key: \"\(certificate.keyPath)\" }")
+        var tls = certificate.clientTLS()
         tls.certificateVerification = .noHostnameVerification
 
         // https: the discover document advertises wss://.

@@ -84,10 +84,19 @@ final class TestGateway: Sendable {
         self.http = HTTPClient.shared
     }
 
-    /// Shuts down (sessions closed with 1001, store flushed) and removes the files.
-    func stop(removeFiles: Bool = true) async {
+    /// Shuts down (sessions closed with 1001, store flushed) and removes the files. Fails the
+    /// test if the gateway left anything behind (`TeardownCheck`): a session, a connection, a
+    /// place on the port, a token deadline, or a timer on a `TestClock`.
+    func stop(removeFiles: Bool = true, sourceLocation: SourceLocation = #_sourceLocation) async {
         await group.triggerGracefulShutdown()
         _ = try? await runner.value
+        let application = bootstrap.application
+        let left = await TeardownCheck.leftovers { application.lifecycleCounts }
+        #expect(left.isEmpty, "left behind after shutdown: \(left)", sourceLocation: sourceLocation)
+        if let clock = clock as? TestClock {
+            let timersGone = await TeardownCheck.wait { clock.pendingDeadlines.isEmpty }
+            #expect(timersGone, "timers left behind after shutdown, due at \(clock.pendingDeadlines)", sourceLocation: sourceLocation)
+        }
         if removeFiles { try? FileManager.default.removeItem(at: directory) }
     }
 

@@ -10,15 +10,15 @@ struct APNsTests {
     static let key = P256.Signing.PrivateKey()
     static let token = String(repeating: "ab", count: 32)
 
-    static func settings(_ receiver: PushReceiver, certificate: TestCertificate) -> String {
+    static func settings(_ receiver: LocalHTTPService, certificate: TestCertificate) -> String {
         let pem = key.pemRepresentation.replacingOccurrences(of: "\n", with: "\\n")
         return #"{"providers": {"apns": {"team_id": "TEAM123456", "key_id": "KEY1234567", "private_key": "\#(pem)", "production_url": "\#(receiver.baseURL)", "sandbox_url": "\#(receiver.baseURL)/sandbox", "ca_file": "\#(certificate.certPath)", "expiration_s": 600}}, "timeout_ms": 10000}"#
     }
 
     /// Starts an HTTP/2 TLS server with a self-signed certificate and a stage that trusts it.
-    static func start() async throws -> (PushReceiver, PushFixture) {
+    static func start() async throws -> (LocalHTTPService, PushFixture) {
         let certificate = try TestCertificate.make()
-        let receiver = try await PushReceiver.start(tls: try certificate.serverTLS())
+        let receiver = try await LocalHTTPService.start(tls: try certificate.serverTLS())
         let fixture = try PushFixture.make(settings: settings(receiver, certificate: certificate))
         return (receiver, fixture)
     }

@@ -21,14 +21,14 @@ struct FCMTests {
 
     static let key = try! _RSA.Signing.PrivateKey(keySize: .bits2048)
 
-    static func start() async throws -> (PushReceiver, PushFixture) {
-        let receiver = try await PushReceiver.start()
+    static func start() async throws -> (LocalHTTPService, PushFixture) {
+        let receiver = try await LocalHTTPService.start()
         let file = try serviceAccount(tokenURI: receiver.baseURL + "/token", key: key)
         let settings = #"{"providers": {"fcm": {"service_account_file": "\#(file)", "base_url": "\#(receiver.baseURL)"}}, "allow_http": true, "timeout_ms": 5000}"#
         return (receiver, try PushFixture.make(settings: settings))
     }
 
-    static func answer(send: @escaping @Sendable (PushReceiver.Request) -> PushReceiver.Reply) -> @Sendable (PushReceiver.Request) -> PushReceiver.Reply {
+    static func answer(send: @escaping @Sendable (LocalHTTPService.Request) -> LocalHTTPService.Reply) -> @Sendable (LocalHTTPService.Request) -> LocalHTTPService.Reply {
         { request in
             if request.path == "/token" {
                 return .init(status: 200, headers: ["Content-Type": "application/json"], body: #"{"access_token":"ya29.test-token","expires_in":3600,"token_type":"Bearer"}"#)

@@ -28,7 +28,7 @@ struct PushFixture {
             stores = harness.stores
         }
         let context = StageBuildContext(
-            name: "push", kind: "push", settings: JSONSettingsSource(settings), on: on, logger: harness.logger, clock: harness.clock,
+            name: "push", kind: "push", settings: try StageSettings.source(settings), on: on, logger: harness.logger, clock: harness.clock,
             stores: stores, node: harness.node)
         let stage = try #require(try PushStage.factory.make(context).stage as? PushStage)
         return PushFixture(harness: harness, stage: stage, stores: stores, directory: directory)

@@ -11,7 +11,7 @@ struct PushSecretTests {
     static func build(secret: String, exposure: ListenerExposure) throws {
         let harness = StageHarness()
         let context = StageBuildContext(
-            name: "push", kind: "push", settings: JSONSettingsSource(#"{"providers": {"webhook": {"secret": "\#(secret)"}}}"#),
+            name: "push", kind: "push", settings: try StageSettings.source(#"{"providers": {"webhook": {"secret": "\#(secret)"}}}"#),
             on: [.send, .read, .delivered], logger: harness.logger, clock: harness.clock, stores: harness.stores, node: harness.node,
             exposure: exposure)
         _ = try PushStage.factory.make(context)

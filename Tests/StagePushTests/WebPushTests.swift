@@ -46,7 +46,8 @@ struct WebPushTests {
 
     @Test("a local push service receives a real notification: headers as RFC 8030, decrypted with the browser's key, VAPID JWT verifies; http_ece decrypts it too")
     func endToEnd() async throws {
-        let receiver = try await PushReceiver.start()
+        // A push service answers 201 Created (RFC 8030).
+        let receiver = try await LocalHTTPService.start { _ in .init(status: 201) }
         let fixture = try PushFixture.make(settings: Self.settings())
         let browser = Browser()
         try await fixture.register(
@@ -110,7 +111,7 @@ struct WebPushTests {
 
     @Test("404 and 410 from the push service remove the subscription", arguments: [404, 410])
     func gone(status: Int) async throws {
-        let receiver = try await PushReceiver.start()
+        let receiver = try await LocalHTTPService.start()
         receiver.answer { _ in .init(status: status) }
         let fixture = try PushFixture.make(settings: Self.settings())
         let browser = Browser()

@@ -13,7 +13,7 @@ struct WebhookPushTests {
 
     @Test("an offline recipient is notified at once, signed; the payload is PROTOCOL.md section 9's, without the body", arguments: [false, true])
     func offlineSignedPayload(sqlite: Bool) async throws {
-        let receiver = try await PushReceiver.start()
+        let receiver = try await LocalHTTPService.start()
         receiver.answer { _ in .init(status: 200) }
         let fixture = try PushFixture.make(settings: webhookSettings(), sqlite: sqlite)
         try await fixture.register("bob", ["platform": "webhook", "url": .string(receiver.baseURL + "/bob")])
@@ -46,7 +46,7 @@ struct WebhookPushTests {
 
     @Test("include_body: true puts the newest body in the notification")
     func includeBody() async throws {
-        let receiver = try await PushReceiver.start()
+        let receiver = try await LocalHTTPService.start()
         let fixture = try PushFixture.make(settings: webhookSettings(extra: #""include_body": true"#))
         try await fixture.register("bob", ["platform": "webhook", "url": .string(receiver.baseURL + "/bob")])
         try await fixture.send("hello bob", id: 1)
@@ -58,7 +58,7 @@ struct WebhookPushTests {
 
     @Test("a receiver down for a while still gets the notification after it comes back (the clock is stepped past the backoff)", arguments: [false, true])
     func receiverDownThenBack(sqlite: Bool) async throws {
-        let receiver = try await PushReceiver.start()
+        let receiver = try await LocalHTTPService.start()
         receiver.answer { _ in .init(status: 503) }
         let fixture = try PushFixture.make(settings: webhookSettings(extra: #""backoff_ms": 1000, "max_attempts": 5"#), sqlite: sqlite)
         try await fixture.register("bob", ["platform": "webhook", "url": .string(receiver.baseURL + "/bob")])
@@ -84,7 +84,7 @@ struct WebhookPushTests {
 
     @Test("a refused connection is retried; after max_attempts the notification is given up")
     func givesUp() async throws {
-        let receiver = try await PushReceiver.start()
+        let receiver = try await LocalHTTPService.start()
         let url = receiver.baseURL + "/gone-away"
         await receiver.stop()  // nothing listens there now
         // async-http-client retries a refused connection until the call's deadline: keep it short.
@@ -104,7 +104,7 @@ struct WebhookPushTests {
 
     @Test("Retry-After is honoured to the millisecond")
     func retryAfter() async throws {
-        let receiver = try await PushReceiver.start()
+        let receiver = try await LocalHTTPService.start()
         receiver.answer { _ in .init(status: 429, headers: ["Retry-After": "30"]) }
         let fixture = try PushFixture.make(settings: webhookSettings())
         try await fixture.register("bob", ["platform": "webhook", "url": .string(receiver.baseURL + "/bob")])
@@ -122,7 +122,7 @@ struct WebhookPushTests {
 
     @Test("404 or 410 from the target removes it and its notifications", arguments: [404, 410])
     func goneRemovesTarget(status: Int) async throws {
-        let receiver = try await PushReceiver.start()
+        let receiver = try await LocalHTTPService.start()
         receiver.answer { _ in .init(status: status) }
         let fixture = try PushFixture.make(settings: webhookSettings(), sqlite: true)
         try await fixture.register("bob", ["platform": "webhook", "url": .string(receiver.baseURL + "/bob")])
@@ -136,7 +136,7 @@ struct WebhookPushTests {
 
     @Test("confirmations: online and confirms → no push; online and silent → push after confirm_ms; offline → push at once", arguments: [false, true])
     func confirmations(sqlite: Bool) async throws {
-        let receiver = try await PushReceiver.start()
+        let receiver = try await LocalHTTPService.start()
         receiver.answer { _ in .init(status: 200) }
         let fixture = try PushFixture.make(settings: webhookSettings(extra: #""confirm_ms": 5000"#), sqlite: sqlite)
         for user in ["bob", "carol", "dave", "erin"] {
@@ -191,7 +191,7 @@ struct WebhookPushTests {
 
     @Test("several messages to an offline user within collapse_ms become one notification per conversation", arguments: [false, true])
     func collapse(sqlite: Bool) async throws {
-        let receiver = try await PushReceiver.start()
+        let receiver = try await LocalHTTPService.start()
         receiver.answer { _ in .init(status: 200) }
         let fixture = try PushFixture.make(settings: webhookSettings(extra: #""collapse_ms": 10000"#), sqlite: sqlite)
         try await fixture.register("bob", ["platform": "webhook", "url": .string(receiver.baseURL + "/bob")])
@@ -218,7 +218,7 @@ struct WebhookPushTests {
 
     @Test("a group message notifies every member with targets but the sender, each on each target", arguments: [false, true])
     func group(sqlite: Bool) async throws {
-        let receiver = try await PushReceiver.start()
+        let receiver = try await LocalHTTPService.start()
         receiver.answer { _ in .init(status: 200) }
         let fixture = try PushFixture.make(settings: webhookSettings(), sqlite: sqlite)
         try await fixture.stores.groups.createGroup(
@@ -238,14 +238,13 @@ struct WebhookPushTests {
 
     @Test("the worker service drains the queue when kicked, and stops cleanly")
     func workerService() async throws {
-        let receiver = try await PushReceiver.start()
+        let receiver = try await LocalHTTPService.start()
         receiver.answer { _ in .init(status: 200) }
         let fixture = try PushFixture.make(settings: webhookSettings(extra: #""poll_ms": 60000"#))
         try await fixture.register("bob", ["platform": "webhook", "url": .string(receiver.baseURL + "/bob")])
         let worker = Task { await fixture.stage.dispatcher.run() }
         try await fixture.send("m", id: 51)  // kicks the worker
-        let deadline = ContinuousClock.now + .seconds(10)
-        while receiver.requests.isEmpty, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(await receiver.waitForRequests(1))
         #expect(receiver.requests.count == 1)
         worker.cancel()
         await worker.value

@@ -121,34 +121,22 @@ struct RateLimitStageTests {
 
     // MARK: Settings
 
-    static func failure(_ json: String) -> (path: String, message: String)? {
-        do {
-            _ = try JSONDecoder().decode(RateLimitSettings.self, from: Data(json.utf8))
-            return nil
-        } catch DecodingError.dataCorrupted(let context) {
-            return (context.codingPath.map(\.stringValue).joined(separator: "."), context.debugDescription)
-        } catch DecodingError.keyNotFound(let key, let context) {
-            return ((context.codingPath + [key]).map(\.stringValue).joined(separator: "."), "missing")
-        } catch {
-            return ("?", "\(error)")
-        }
-    }
-
+    /// Each problem as the config loader reports it (`StageSettings`: the loader's own decoder),
+    /// at the key's dotted path.
     @Test(arguments: [
-        (#"{}"#, "", "set 'per_user', 'per_ip' or both (for example per_user: { rate: 5, burst: 10 })"),
-        (#"{"per_user": {"rate": 0}}"#, "per_user.rate", "must be a number of tokens per second above 0 and at most 1000000 (was 0.0)"),
-        (#"{"per_ip": {"rate": 1, "burst": 0}}"#, "per_ip.burst", "must be 1...1000000 (was 0)"),
-        (#"{"per_user": {"burst": 3}}"#, "per_user.rate", "missing"),
-        (#"{"per_user": {"rate": 1}, "max_tracked": 10}"#, "max_tracked", "must be 100...10000000 (was 10)"),
+        (#"{}"#, "settings", "set 'per_user', 'per_ip' or both (for example per_user: { rate: 5, burst: 10 })"),
+        (#"{"per_user": {"rate": 0}}"#, "settings.per_user.rate", "must be a number of tokens per second above 0 and at most 1000000 (was 0.0)"),
+        (#"{"per_ip": {"rate": 1, "burst": 0}}"#, "settings.per_ip.burst", "must be 1...1000000 (was 0)"),
+        (#"{"per_user": {"burst": 3}}"#, "settings.per_user", "missing required key 'rate'"),
+        (#"{"per_user": {"rate": 1}, "max_tracked": 10}"#, "settings.max_tracked", "must be 100...10000000 (was 10)"),
+        (#"{"per_user": {"rate": 1, "brust": 2}}"#, "settings.per_user.brust", "unknown key 'brust' (did you mean 'burst'?)"),
     ])
-    func invalidSettingsNameTheirKey(json: String, path: String, message: String) {
-        let failure = Self.failure(json)
-        #expect(failure?.path == path)
-        #expect(failure?.message == message)
+    func invalidSettingsNameTheirKey(yaml: String, path: String, message: String) {
+        #expect(StageSettings.problems(RateLimitSettings.self, in: yaml) == [.init(path: path, message: message)])
     }
 
     @Test func fractionalRatesAndDefaults() throws {
-        let settings = try JSONDecoder().decode(RateLimitSettings.self, from: Data(#"{"per_ip": {"rate": 2.5}}"#.utf8))
+        let settings = try StageSettings.decode(RateLimitSettings.self, from: #"{"per_ip": {"rate": 2.5}}"#)
         #expect(settings.perIP == .init(rate: 2.5, burst: 3))
         #expect(settings.perUser == nil)
         #expect(settings.maxTracked == 100_000)

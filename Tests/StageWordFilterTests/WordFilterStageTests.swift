@@ -80,34 +80,22 @@ struct WordFilterStageTests {
 
     // MARK: Settings
 
-    static func failure(_ json: String) -> (key: String?, message: String)? {
-        do {
-            _ = try JSONDecoder().decode(WordFilterSettings.self, from: Data(json.utf8))
-            return nil
-        } catch DecodingError.dataCorrupted(let context) {
-            return (context.codingPath.last?.stringValue, context.debugDescription)
-        } catch DecodingError.keyNotFound(let key, _) {
-            return (key.stringValue, "missing")
-        } catch {
-            return ("?", "\(error)")
-        }
-    }
-
+    /// Each problem as the config loader reports it (`StageSettings`: the loader's own decoder),
+    /// at the key's dotted path.
     @Test(arguments: [
-        (#"{}"#, "words", "missing"),
-        (#"{"words": []}"#, "words", "must list 1...10000 words (was 0)"),
-        (#"{"words": ["two words"]}"#, "words", "'two words' is not a single word: use letters, digits and '_' only"),
-        (#"{"words": ["ok"], "action": "delete"}"#, "action", "must be one of mask, reject, flag (was 'delete')"),
-        (#"{"words": ["ok"], "replacement": "**"}"#, "replacement", "must be exactly one character (was '**')"),
+        (#"{}"#, "settings", "missing required key 'words'"),
+        (#"{"words": []}"#, "settings.words", "must list 1...10000 words (was 0)"),
+        (#"{"words": ["two words"]}"#, "settings.words", "'two words' is not a single word: use letters, digits and '_' only"),
+        (#"{"words": ["ok"], "action": "delete"}"#, "settings.action", "must be one of mask, reject, flag (was 'delete')"),
+        (#"{"words": ["ok"], "replacement": "**"}"#, "settings.replacement", "must be exactly one character (was '**')"),
+        (#"{"words": ["ok"], "replacment": "~"}"#, "settings.replacment", "unknown key 'replacment' (did you mean 'replacement'?)"),
     ])
-    func invalidSettingsNameTheirKey(json: String, key: String, message: String) {
-        let failure = Self.failure(json)
-        #expect(failure?.key == key)
-        #expect(failure?.message == message)
+    func invalidSettingsNameTheirKey(yaml: String, path: String, message: String) {
+        #expect(StageSettings.problems(WordFilterSettings.self, in: yaml) == [.init(path: path, message: message)])
     }
 
     @Test func defaults() throws {
-        let settings = try JSONDecoder().decode(WordFilterSettings.self, from: Data(#"{"words": ["a"]}"#.utf8))
+        let settings = try StageSettings.decode(WordFilterSettings.self, from: #"{"words": ["a"]}"#)
         #expect(settings.action == .mask)
         #expect(settings.replacement == "*")
     }

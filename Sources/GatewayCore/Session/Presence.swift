@@ -19,6 +19,9 @@ public final class Presence: Sendable {
         /// When each user was last active, for users who went offline (bounded, oldest dropped).
         var lastSeen: [String: Int64] = [:]
         var lastSeenOrder: [String] = []
+        /// Set by `stop()`: sessions closed at shutdown start no grace wait (nobody is left to
+        /// tell, and a task started then would outlive the gateway).
+        var stopped = false
     }
 
     /// Guards subscriptions, pending offline events and last-seen times.
@@ -53,14 +56,20 @@ public final class Presence: Sendable {
             if !wasPending { publish(user) }
             return
         }
-        let grace = settings.graceMs
         let now = clock.nowMillis()
+        // A time on the gateway's clock, taken now: the grace ends then however late the task
+        // starts, and a test stepping its clock past it sees the event.
+        let graceEnds = now + Int64(settings.graceMs)
         state.withLock { state in
             remember(user, at: now, in: &state)
             state.pendingOffline[user]?.cancel()
-            state.pendingOffline[user] = Task { [self] in
-                if grace > 0 { try? await Task.sleep(for: .milliseconds(grace)) }
-                guard !Task.isCancelled else { return }
+            guard !state.stopped else { return }
+            state.pendingOffline[user] = Task { [self, clock] in
+                do {
+                    try await clock.sleep(until: graceEnds)
+                } catch {
+                    return  // cancelled: the user came back, or the gateway stops
+                }
                 let still = self.state.withLock { state -> Bool in
                     guard state.pendingOffline[user] != nil else { return false }
                     state.pendingOffline[user] = nil
@@ -179,6 +188,7 @@ public final class Presence: Sendable {
     /// Cancels pending offline events (shutdown).
     public func stop() {
         let tasks = state.withLock { state -> [Task<Void, Never>] in
+            state.stopped = true
             defer { state.pendingOffline = [:] }
             return Array(state.pendingOffline.values)
         }
