@@ -31,6 +31,7 @@ struct PersistStageTests {
     }
 
     @Test func refusesABadSetting() {
-        #expect(throws: DecodingError.self) { try harness.build(PersistStage.factory, settings: #"{"max_body_bytes": 0}"#) }
+        let error = #expect(throws: (any Error).self) { try harness.build(PersistStage.factory, settings: #"{"max_body_bytes": 0}"#) }
+        #expect("\(error.map { "\($0)" } ?? "")".contains("settings.max_body_bytes: must be 1...16777216 (was 0)"))
     }
 }

@@ -182,12 +182,12 @@ struct WebhookStageTests {
         let server = try await WebhookTestServer.start { request in
             request["frame"]?["body"] == "warm-up" ? .init() : .init(body: #"{"action":"reject","code":"x_late"}"#, hold: true)
         }
-        try await withStage(server, #"{"timeout_ms": 1000, "on_error": "\#(onError.rawValue)"}"#) { (stage) async throws in
+        try await withStage(server, #"{"timeout_ms": 3000, "on_error": "\#(onError.rawValue)"}"#) { (stage) async throws in
             #expect(try await send(stage, "warm-up").0.isContinue)
             let started = ContinuousClock.now
             let (outcome, envelope) = try await send(stage, "on time?")
             let elapsed = ContinuousClock.now - started
-            #expect(elapsed >= .milliseconds(1000) && elapsed < .seconds(20), "the call took \(elapsed)")
+            #expect(elapsed >= .milliseconds(3000) && elapsed < .seconds(20), "the call took \(elapsed)")
             switch onError {
             case .reject: #expect(outcome.rejection?.code == .unavailable)
             case .continue:
@@ -208,7 +208,7 @@ struct WebhookStageTests {
             default: .init(body: "{")
             }
         }
-        try await withStage(server, #"{"timeout_ms": 1000}"#) { (stage) async throws in
+        try await withStage(server, #"{"timeout_ms": 3000}"#) { (stage) async throws in
             let context = harness.context(name: stage.name)
             for (body, expected) in [("malformed", "malformed answer"), ("status", "answered HTTP 502"), ("slow", "no answer within timeout_ms")] {
                 do throws(WebhookStage.Failure) {
