@@ -104,7 +104,9 @@ func openStore(_ settings: StoreSettings, logger: Logger) async throws -> any Me
         return try EmbeddedStore(path: settings.path, durability: settings.durability, logger: logger)
     case .postgres:
         guard let url = settings.url?.value else { throw BootstrapError("store.url is required when store.kind is postgres") }
-        let configuration = try PostgresStoreConfiguration(url: url, poolSize: settings.poolSize, durability: settings.durability)
+        var configuration = try PostgresStoreConfiguration(url: url, poolSize: settings.poolSize, durability: settings.durability)
+        configuration.requestTimeout = .milliseconds(settings.timeoutMs)
+        configuration.connectTimeout = .milliseconds(settings.timeoutMs)
         return try await PostgresStore.open(configuration, logger: logger)
     }
 }

@@ -21,7 +21,8 @@ enum StoreBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
             guard let server = try PostgresTestServer.shared() else {
                 try Test.cancel(Comment(rawValue: PostgresTestServer.unavailableReason))
             }
-            return "store: { kind: postgres, url: \"\(try server.createDatabase())\", pool_size: 8, durability: \(durability) }"
+            // timeout_ms 30000: see openPostgres in PostgresStoreTests (a loaded 2-core machine).
+            return "store: { kind: postgres, url: \"\(try server.createDatabase())\", pool_size: 8, durability: \(durability), timeout_ms: 30000 }"
         }
     }
 }

@@ -27,9 +27,14 @@ func freshPostgresURL() throws -> String {
 }
 
 /// Opens a `PostgresStore` on `url`.
+///
+/// Operations may take 30 s here, not the default 5: with every suite running at once on two
+/// cores, the shared server's start and other tests' `createDatabase` can hold the cooperative
+/// pool long enough for a 5 s timer to win a race the answer already won.
 func openPostgres(_ url: String, poolSize: Int = 4, durability: StoreSettings.Durability = .full) async throws -> PostgresStore {
-    try await PostgresStore.open(
-        PostgresStoreConfiguration(url: url, poolSize: poolSize, durability: durability), logger: Logger(label: "test.store"))
+    var configuration = try PostgresStoreConfiguration(url: url, poolSize: poolSize, durability: durability)
+    configuration.requestTimeout = .seconds(30)
+    return try await PostgresStore.open(configuration, logger: Logger(label: "test.store"))
 }
 
 /// Runs `body` with a fresh store of `backend` (a new SQLite file, or a new PostgreSQL

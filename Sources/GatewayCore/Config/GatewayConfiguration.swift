@@ -268,10 +268,14 @@ public struct StoreSettings: Decodable, Sendable {
     public var durability: Durability = .full
     /// Most connections to PostgreSQL (kind `postgres`). Default 16.
     public var poolSize: Int = 16
+    /// How long one PostgreSQL operation (or opening a connection) may take before the store
+    /// answers `unavailable` (kind `postgres`). Default 5000.
+    public var timeoutMs: Int = 5000
 
     enum CodingKeys: String, CodingKey {
         case kind, path, url, durability
         case poolSize = "pool_size"
+        case timeoutMs = "timeout_ms"
     }
 
     public init() {}
@@ -285,6 +289,8 @@ public struct StoreSettings: Decodable, Sendable {
         try require(kind != .postgres || url != nil, c, .url, "required when kind is postgres")
         poolSize = try c.decodeIfPresent(Int.self, forKey: .poolSize) ?? 16
         try require((1...1000).contains(poolSize), c, .poolSize, "must be 1...1000 (was \(poolSize))")
+        timeoutMs = try c.decodeIfPresent(Int.self, forKey: .timeoutMs) ?? 5000
+        try require((100...600_000).contains(timeoutMs), c, .timeoutMs, "must be 100...600000 (was \(timeoutMs))")
     }
 }
 
