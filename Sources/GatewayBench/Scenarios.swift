@@ -104,12 +104,12 @@ struct Scenarios: Sendable {
                 g.startSending()
             }
             try await sleep(parameters.warmup)
-            let server0 = server.child?.sample()
+            let server0 = server.sample()
             let self0 = ProcessSample.readSelf()
             try await generator.run { $0.beginMeasure() }
             try await sleep(parameters.duration)
             let snapshot = try await generator.run { $0.endMeasure() }
-            let server1 = server.child?.sample()
+            let server1 = server.sample()
             let self1 = ProcessSample.readSelf()
             try await generator.run { $0.stopSending() }
             await finish(server, generator)
@@ -159,10 +159,10 @@ struct Scenarios: Sendable {
                 g.beginMeasure()
             }
             let self0 = ProcessSample.readSelf()
-            let server0 = server.child?.sample()
+            let server0 = server.sample()
             try await sleep(parameters.duration)
             let snapshot = try await generator.run { $0.endMeasure() }
-            let server1 = server.child?.sample()
+            let server1 = server.sample()
             let self1 = ProcessSample.readSelf()
             await finish(server, generator)
 
@@ -313,7 +313,7 @@ struct Scenarios: Sendable {
             } else {
                 restart = try await server.restart(onStopped: onStopped)
             }
-            let server0 = server.child?.sample()
+            let server0 = server.sample()
             let deadline = killedAt + 120_000_000_000
             var allBack: UInt64?
             while allBack == nil, MonotonicClock.nanos() < deadline {
@@ -338,7 +338,7 @@ struct Scenarios: Sendable {
             }
             let snapshot = try await generator.run { $0.endMeasure() }
             let loss = try await generator.run { $0.lossReport() }
-            let server1 = server.child?.sample()
+            let server1 = server.sample()
             let self1 = ProcessSample.readSelf()
             await finish(server, generator)
 
@@ -383,6 +383,7 @@ struct Scenarios: Sendable {
 
     private func plan(_ server: ServerUnderTest) -> LoadPlan {
         var plan = LoadPlan(target: server.target)
+        if server.targets.count > 1 { plan.nodes = server.targets }
         plan.window = parameters.effectiveWindow
         plan.rate = parameters.effectiveRate
         plan.bodyBytes = parameters.bodyBytes
