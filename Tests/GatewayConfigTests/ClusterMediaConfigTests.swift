@@ -31,7 +31,7 @@ struct ClusterMediaConfigTests {
     @Test("s3, or fs declared shared_dir, is accepted on PostgreSQL; fs stays the default on SQLite")
     func accepted() throws {
         let s3 = try ConfigLoader.load(
-            text: Self.postgres + "\nmedia: { backend: s3, s3: { endpoint: \"http://127.0.0.1:9000\", bucket: m } }\n" + Self.pipeline,
+            text: Self.postgres + "\nmedia: { backend: s3, s3: { endpoint: \"http://127.0.0.1:9000\", bucket: media } }\n" + Self.pipeline,
             file: "c.yaml", environment: [:])
         #expect(s3.media.backend == .s3 && s3.store.kind == .postgres)
         let shared = try ConfigLoader.load(
