@@ -80,6 +80,29 @@ final class BenchPostgres: Sendable {
         try? FileManager.default.removeItem(atPath: owned.directory)
     }
 
+    /// CPU seconds the private server has used so far: its postmaster and every live child
+    /// (backends, WAL writer, checkpointer), plus what its exited children used; nil for
+    /// `--database-url` or when `/proc` cannot tell.
+    func cpuSeconds() -> Double? {
+        guard let owned,
+            let pidText = try? String(contentsOfFile: owned.directory + "/data/postmaster.pid", encoding: .utf8),
+            let postmaster = pidText.split(separator: "\n").first.flatMap({ Int32($0) })
+        else { return nil }
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        /// Fields after the command name: state (0), ppid (1), … utime (11), stime (12), cutime (13), cstime (14).
+        func fields(_ pid: String) -> [Substring]? {
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return nil }
+            return stat[stat.index(after: close)...].split(separator: " ", omittingEmptySubsequences: true)
+        }
+        guard let own = fields(String(postmaster)), own.count > 14, ticks > 0 else { return nil }
+        var total = (own[11...14].compactMap { Double($0) }).reduce(0, +)
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] where entry.allSatisfy(\.isNumber) {
+            guard let child = fields(entry), child.count > 12, Int32(child[1]) == postmaster else { continue }
+            total += (Double(child[11]) ?? 0) + (Double(child[12]) ?? 0)
+        }
+        return total / ticks
+    }
+
     private func sql(_ statement: String) throws {
         try Self.run(psql, ["-q", "-X", "-v", "ON_ERROR_STOP=1", "-d", adminURL, "-c", statement])
     }

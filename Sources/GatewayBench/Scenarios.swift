@@ -106,11 +106,13 @@ struct Scenarios: Sendable {
             try await sleep(parameters.warmup)
             let server0 = server.sample()
             let self0 = ProcessSample.readSelf()
+            let postgres0 = server.database?.server.cpuSeconds()
             try await generator.run { $0.beginMeasure() }
             try await sleep(parameters.duration)
             let snapshot = try await generator.run { $0.endMeasure() }
             let server1 = server.sample()
             let self1 = ProcessSample.readSelf()
+            let postgres1 = server.database?.server.cpuSeconds()
             try await generator.run { $0.stopSending() }
             await finish(server, generator)
 
@@ -120,6 +122,9 @@ struct Scenarios: Sendable {
             figures.setLatency(snapshot.ack, prefix: "ack_")
             figures["sent_per_s"] = Double(snapshot.sent) / snapshot.elapsedSeconds
             addProcessFigures(&figures, server: (server0, server1), generator: (self0, self1))
+            if let postgres0, let postgres1 {
+                figures["postgres_cpu_pct"] = (postgres1 - postgres0) / snapshot.elapsedSeconds * 100
+            }
             return Measurement(figures: figures, errors: snapshot.errors)
         } catch {
             _ = try? await generator.future { $0.closeAll() }
