@@ -314,7 +314,7 @@ let package = Package(
         .testTarget(
             name: "StagePushTests",
             dependencies: [
-                "StagePush", "GatewayCore", "GatewayTesting", "SQLiteStore",
+                "StagePush", "GatewayCore", "GatewayTesting", "SQLiteStore", "PostgresStore",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdHTTP2", package: "hummingbird"),

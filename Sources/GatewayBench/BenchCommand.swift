@@ -15,7 +15,8 @@ public struct BenchCommand: AsyncParsableCommand {
             idle (N connections: memory per connection, handshakes/s, idle CPU), longpoll (WebSocket \
             senders, long-poll receivers), churn (N connections opened and closed in waves: memory \
             growth per 1,000 closed connections), storm (N clients through a gateway restart: recovery time, \
-            lost messages), durable (relay with durability full vs relaxed), media (the media store in process: \
+            lost messages), durable (relay with durability full vs relaxed; relay --postgres adds one and two \
+            gateways on PostgreSQL), media (the media store in process: \
             upload/download MiB/s, compression, thumbnails/s; MEDIA_BENCH_S3_ENDPOINT adds s3). \
             The gateway runs as a child process on a temporary config and store; with 2+ cores and \
             taskset, the server is pinned to CPU 0 and the generator to CPU 1. See docs/PERFORMANCE.md.
@@ -78,6 +79,12 @@ public struct BenchCommand: AsyncParsableCommand {
     @Flag(help: "No progress lines on stderr.")
     var quiet = false
 
+    @Flag(help: "relay: also measure one and two gateways on PostgreSQL (a private server, or --database-url).")
+    var postgres = false
+
+    @Option(name: .customLong("database-url"), help: "With --postgres: a PostgreSQL server (postgres://USER@HOST:PORT/DB, a user that may create databases) instead of a private one.")
+    var databaseURL: String?
+
     @Flag(name: .customLong("serve-baseline"), help: .hidden)
     var serveBaseline = false
 
@@ -108,6 +115,8 @@ public struct BenchCommand: AsyncParsableCommand {
         p.runs = runs
         p.skipBaseline = noBaseline
         p.verbose = !quiet
+        p.postgres = postgres
+        p.databaseURL = databaseURL
         try p.validate()
         return p
     }

@@ -64,6 +64,11 @@ public struct BenchParameters: Sendable, Equatable {
     public var skipBaseline = false
     /// Progress lines on stderr.
     public var verbose = true
+    /// `relay`: also measure one gateway and two gateways on PostgreSQL (BenchPostgres.swift).
+    public var postgres = false
+    /// The PostgreSQL server for `postgres` (a URL whose user may create databases); nil: the
+    /// bench starts a private one.
+    public var databaseURL: String?
 
     /// The defaults of `scenario`, which match the peers' workloads.
     public init(scenario: BenchScenario) {
@@ -152,6 +157,16 @@ public struct BenchParameters: Sendable, Equatable {
         }
         if let binary {
             try Self.check(FileManager.default.isExecutableFile(atPath: binary), "--binary \(binary) is not an executable file")
+        }
+        if let databaseURL {
+            try Self.check(postgres, "--database-url is for --postgres")
+            try Self.check(
+                databaseURL.hasPrefix("postgres://") || databaseURL.hasPrefix("postgresql://"),
+                "--database-url must be a postgres:// URL (was \(databaseURL))")
+        }
+        if postgres {
+            try Self.check(scenario == .relay, "--postgres applies to 'relay' only (was '\(scenario.rawValue)')")
+            try Self.check(url == nil, "--postgres starts its own gateways, so it cannot target --url")
         }
     }
 

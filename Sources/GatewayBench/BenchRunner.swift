@@ -45,6 +45,17 @@ public struct BenchRunner: Sendable {
         if parameters.scenario == .fanout, parameters.fanoutOnRead {
             kinds.append(.gateway(durability: "full", fanoutOnReadAbove: BenchParameters.fanoutOnReadAbove))
         }
+        var postgres: BenchPostgres?
+        if parameters.postgres {
+            kinds += [.postgres(nodes: 1), .postgres(nodes: 2)]
+            do {
+                postgres = try BenchPostgres.start(databaseURL: parameters.databaseURL, log: log)
+            } catch {
+                try? await group.shutdownGracefully()
+                throw error
+            }
+        }
+        defer { postgres?.stop() }
         if !parameters.skipBaseline { kinds.append(.baseline) }
 
         var results: [[Measurement]] = []
@@ -53,7 +64,7 @@ public struct BenchRunner: Sendable {
                 var row: [Measurement] = []
                 for kind in kinds {
                     log("run \(run)/\(parameters.runs): \(parameters.scenario.rawValue) against \(kind.label)")
-                    let server = try await ServerUnderTest.start(kind, binary: binary, cpu: serverCPU)
+                    let server = try await ServerUnderTest.start(kind, binary: binary, cpu: serverCPU, postgres: postgres)
                     do {
                         row.append(try await scenarios.measure(server))
                         await server.stop()
@@ -85,6 +96,9 @@ public struct BenchRunner: Sendable {
             case .gateway(_, _?):
                 report.others.append((key: "gateway_fanout_on_read", label: "gw on read", figures: figures))
                 name = "gateway_fanout_on_read"
+            case .postgres(let nodes):
+                name = nodes == 1 ? "gateway_postgres" : "gateway_postgres_\(nodes)_nodes"
+                report.others.append((key: name, label: nodes == 1 ? "gw pg" : "gw pg ×\(nodes)", figures: figures))
             case .gateway(let durability, nil) where durability != "full":
                 report.others.append((key: "gateway_\(durability)", label: "gw \(durability)", figures: figures))
                 name = "gateway_\(durability)"
@@ -102,6 +116,14 @@ public struct BenchRunner: Sendable {
             let full = report.gateway["msgs_per_s"], relaxed > 0
         {
             report.notes.append(String(format: "durable: full durability delivers %.3f× the msgs/s of relaxed", full / relaxed))
+        }
+        if parameters.postgres, let onPostgres = report.others.first(where: { $0.key == "gateway_postgres" })?.figures["msgs_per_s"],
+            let embedded = report.gateway["msgs_per_s"], embedded > 0
+        {
+            report.notes.append(String(format: "postgres: one node on PostgreSQL relays %.3f× the msgs/s of the same node on SQLite", onPostgres / embedded))
+            if let two = report.others.first(where: { $0.key == "gateway_postgres_2_nodes" })?.figures["msgs_per_s"] {
+                report.notes.append(String(format: "postgres: two nodes on one PostgreSQL relay %.3f× the msgs/s of one node on it", two / max(onPostgres, 1)))
+            }
         }
         if parameters.scenario == .fanout, let onRead = report.others.first(where: { $0.key == "gateway_fanout_on_read" })?.figures["msgs_per_s"],
             let written = report.gateway["msgs_per_s"], written > 0
@@ -145,6 +167,7 @@ public struct BenchRunner: Sendable {
         config["warmup_s"] = BenchReport.number(p.warmup)
         config["runs"] = .int(p.runs)
         config["durability"] = p.scenario == .durable ? "full vs relaxed" : "full"
+        if p.postgres { config["postgres"] = .string(p.databaseURL.map { _ in "--database-url" } ?? "private server") }
         config["target"] = .string(p.url ?? "child process")
         return config
     }

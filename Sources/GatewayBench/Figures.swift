@@ -81,6 +81,7 @@ public struct Figures: Sendable, Equatable {
         ("server_cpu_pct", "server CPU (% of a core)"),
         ("server_rss_bytes", "server RSS (bytes)"),
         ("generator_cpu_pct", "generator CPU (% of a core)"),
+        ("postgres_cpu_pct", "PostgreSQL CPU (% of a core)"),
         ("errors", "errors"),
     ]
 }

@@ -5,6 +5,14 @@ import NIOPosix
 /// How the generator drives its clients.
 struct LoadPlan: Sendable {
     var target: TargetURL
+    /// Several nodes (`bench --postgres`, 2 nodes): client `i` connects to node `(i / 2) % n`,
+    /// so both clients of a relay pair are on one node. Empty: every client to `target`.
+    var nodes: [TargetURL] = []
+
+    /// Where client `index` connects.
+    func target(for index: Int) -> TargetURL {
+        nodes.isEmpty ? target : nodes[(index / 2) % nodes.count]
+    }
     /// Unacked messages per sender (closed loop); ignored when `rate` is set.
     var window: Int = 10
     /// A fixed total send rate (msgs/s) over all senders (open loop).
@@ -170,7 +178,7 @@ final class LoadGenerator {
                     generator.clients[index].connection = connection
                 }
             }
-            .connect(host: plan.target.host, port: plan.target.port)
+            .connect(host: plan.target(for: index).host, port: plan.target(for: index).port)
             .whenFailure { _ in
                 let generator = bound.value
                 let client = generator.clients[index]
@@ -194,7 +202,8 @@ final class LoadGenerator {
     /// The upgrade request with the client's token.
     func handshake(for client: BenchClient, allocator: ByteBufferAllocator) -> ByteBuffer {
         var buffer = allocator.buffer(capacity: 256 + client.token.utf8.count)
-        buffer.writeString("GET \(plan.target.path) HTTP/1.1\r\nHost: \(plan.target.host):\(plan.target.port)\r\n")
+        let target = plan.target(for: client.index)
+        buffer.writeString("GET \(target.path) HTTP/1.1\r\nHost: \(target.host):\(target.port)\r\n")
         buffer.writeStaticString("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n")
         buffer.writeStaticString("Sec-WebSocket-Version: 13\r\nAuthorization: Bearer ")
         buffer.writeString(client.token)

@@ -104,13 +104,15 @@ struct Scenarios: Sendable {
                 g.startSending()
             }
             try await sleep(parameters.warmup)
-            let server0 = server.child?.sample()
+            let server0 = server.sample()
             let self0 = ProcessSample.readSelf()
+            let postgres0 = server.database?.server.cpuSeconds()
             try await generator.run { $0.beginMeasure() }
             try await sleep(parameters.duration)
             let snapshot = try await generator.run { $0.endMeasure() }
-            let server1 = server.child?.sample()
+            let server1 = server.sample()
             let self1 = ProcessSample.readSelf()
+            let postgres1 = server.database?.server.cpuSeconds()
             try await generator.run { $0.stopSending() }
             await finish(server, generator)
 
@@ -120,6 +122,9 @@ struct Scenarios: Sendable {
             figures.setLatency(snapshot.ack, prefix: "ack_")
             figures["sent_per_s"] = Double(snapshot.sent) / snapshot.elapsedSeconds
             addProcessFigures(&figures, server: (server0, server1), generator: (self0, self1))
+            if let postgres0, let postgres1 {
+                figures["postgres_cpu_pct"] = (postgres1 - postgres0) / snapshot.elapsedSeconds * 100
+            }
             return Measurement(figures: figures, errors: snapshot.errors)
         } catch {
             _ = try? await generator.future { $0.closeAll() }
@@ -159,10 +164,10 @@ struct Scenarios: Sendable {
                 g.beginMeasure()
             }
             let self0 = ProcessSample.readSelf()
-            let server0 = server.child?.sample()
+            let server0 = server.sample()
             try await sleep(parameters.duration)
             let snapshot = try await generator.run { $0.endMeasure() }
-            let server1 = server.child?.sample()
+            let server1 = server.sample()
             let self1 = ProcessSample.readSelf()
             await finish(server, generator)
 
@@ -313,7 +318,7 @@ struct Scenarios: Sendable {
             } else {
                 restart = try await server.restart(onStopped: onStopped)
             }
-            let server0 = server.child?.sample()
+            let server0 = server.sample()
             let deadline = killedAt + 120_000_000_000
             var allBack: UInt64?
             while allBack == nil, MonotonicClock.nanos() < deadline {
@@ -338,7 +343,7 @@ struct Scenarios: Sendable {
             }
             let snapshot = try await generator.run { $0.endMeasure() }
             let loss = try await generator.run { $0.lossReport() }
-            let server1 = server.child?.sample()
+            let server1 = server.sample()
             let self1 = ProcessSample.readSelf()
             await finish(server, generator)
 
@@ -383,6 +388,7 @@ struct Scenarios: Sendable {
 
     private func plan(_ server: ServerUnderTest) -> LoadPlan {
         var plan = LoadPlan(target: server.target)
+        if server.targets.count > 1 { plan.nodes = server.targets }
         plan.window = parameters.effectiveWindow
         plan.rate = parameters.effectiveRate
         plan.bodyBytes = parameters.bodyBytes

@@ -11,6 +11,9 @@ enum ServerKind: Sendable, Equatable {
     case baseline
     /// A gateway someone else runs (`--url`).
     case external(TargetURL, secret: String)
+    /// `nodes` `chatgate serve` children on one fresh PostgreSQL database (`--postgres`),
+    /// durability full; with 2+ nodes each relay pair is on one node (BenchPostgres.swift).
+    case postgres(nodes: Int)
 
     var label: String {
         switch self {
@@ -18,6 +21,7 @@ enum ServerKind: Sendable, Equatable {
         case .gateway(let durability, nil): durability == "full" ? "gateway" : "gateway (\(durability))"
         case .baseline: "baseline"
         case .external: "gateway (--url)"
+        case .postgres(let nodes): nodes == 1 ? "gateway on PostgreSQL" : "\(nodes) gateways on one PostgreSQL"
         }
     }
 }
@@ -31,22 +35,47 @@ final class ServerUnderTest: Sendable {
     let directory: URL?
     let secret: String
     private let state: LockedChild
+    /// The further nodes of a `.postgres` server, each with its target (after `target`).
+    let moreNodes: [(child: ChildProcess, target: TargetURL)]
+    /// The PostgreSQL database of a `.postgres` server, dropped by `stop`.
+    let database: (server: BenchPostgres, url: String)?
 
     var target: TargetURL { state.target }
     var child: ChildProcess? { state.child }
+    /// Every node's target, `target` first.
+    var targets: [TargetURL] { [target] + moreNodes.map(\.target) }
 
-    private init(kind: ServerKind, binary: String, cpu: Int?, directory: URL?, secret: String, child: ChildProcess?, target: TargetURL) {
+    private init(
+        kind: ServerKind, binary: String, cpu: Int?, directory: URL?, secret: String, child: ChildProcess?, target: TargetURL,
+        moreNodes: [(child: ChildProcess, target: TargetURL)] = [], database: (server: BenchPostgres, url: String)? = nil
+    ) {
         self.kind = kind
         self.binary = binary
         self.cpu = cpu
         self.directory = directory
         self.secret = secret
         self.state = LockedChild(child: child, target: target)
+        self.moreNodes = moreNodes
+        self.database = database
+    }
+
+    /// CPU and memory of every node together (nil when not a child process).
+    func sample() -> ProcessSample? {
+        guard var total = child?.sample() else { return nil }
+        for node in moreNodes {
+            guard let sample = node.child.sample() else { return nil }
+            total.rssBytes += sample.rssBytes
+            total.cpuSeconds += sample.cpuSeconds
+        }
+        return total
     }
 
     /// Starts the server (or connects nothing, for `--url`) and waits until it listens.
-    static func start(_ kind: ServerKind, binary: String, cpu: Int?) async throws -> ServerUnderTest {
+    static func start(_ kind: ServerKind, binary: String, cpu: Int?, postgres: BenchPostgres? = nil) async throws -> ServerUnderTest {
         switch kind {
+        case .postgres(let nodes):
+            guard let postgres else { throw BenchError("no PostgreSQL server for \(kind.label)") }
+            return try await startOnPostgres(nodes: nodes, postgres: postgres, binary: binary, cpu: cpu)
         case .external(let target, let secret):
             return ServerUnderTest(kind: kind, binary: binary, cpu: nil, directory: nil, secret: secret, child: nil, target: target)
         case .baseline:
@@ -125,10 +154,53 @@ final class ServerUnderTest: Sendable {
         return (Double(MonotonicClock.nanos() - start) / 1e9, killed)
     }
 
-    /// Stops the child and removes its data.
+    /// Stops the children and removes their data (and database).
     func stop() async {
         await child?.stop()
+        for node in moreNodes { await node.child.stop() }
+        if let database { database.server.dropDatabase(database.url) }
         if let directory { try? FileManager.default.removeItem(at: directory) }
+    }
+
+    /// `nodes` gateways on a fresh database of `postgres`, each with its own config (node id,
+    /// worker id `auto`, port), started one after the other (the first applies the migrations).
+    private static func startOnPostgres(nodes: Int, postgres: BenchPostgres, binary: String, cpu: Int?) async throws -> ServerUnderTest {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("chatgate-bench-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let url: String
+        do {
+            url = try postgres.createDatabase()
+        } catch {
+            try? FileManager.default.removeItem(at: directory)
+            throw error
+        }
+        let secret = randomSecret()
+        var started: [(child: ChildProcess, target: TargetURL)] = []
+        do {
+            for node in 0..<nodes {
+                let nodeDirectory = directory.appendingPathComponent("node\(node)")
+                try FileManager.default.createDirectory(at: nodeDirectory, withIntermediateDirectories: true)
+                let store = "store: { kind: postgres, url: \"\(url)\", pool_size: 16, durability: full }\n"
+                    + "media: { dir: \"\(directory.appendingPathComponent("media").path)\", shared_dir: true }"
+                let text = configText(directory: nodeDirectory, port: 0, secret: secret, durability: "full")
+                    .replacingOccurrences(of: "node: { id: bench-node, worker_id: 1 }", with: "node: { id: bench-node-\(node), worker_id: auto }")
+                    .split(separator: "\n", omittingEmptySubsequences: false)
+                    .map { $0.hasPrefix("store:") ? store : String($0) }
+                    .joined(separator: "\n")
+                try text.write(to: nodeDirectory.appendingPathComponent("bench.yaml"), atomically: true, encoding: .utf8)
+                let (child, port) = try await launchGateway(binary: binary, directory: nodeDirectory, cpu: cpu)
+                started.append((child, TargetURL(host: "127.0.0.1", port: port)))
+            }
+        } catch {
+            for node in started { await node.child.stop() }
+            postgres.dropDatabase(url)
+            try? FileManager.default.removeItem(at: directory)
+            throw error
+        }
+        let first = started.removeFirst()
+        return ServerUnderTest(
+            kind: .postgres(nodes: nodes), binary: binary, cpu: cpu, directory: directory, secret: secret, child: first.child,
+            target: first.target, moreNodes: started, database: (postgres, url))
     }
 
     /// An HS256 token for `user`, valid for two hours.

@@ -52,6 +52,7 @@ extension PostgresStore {
     ///   backend, so concurrent commits rarely wait on the same row).
     /// - `chat_groups`, `group_members` (`position` keeps the order of joining), `read_positions`.
     /// - `cluster_nodes` (v2): one row per worker id leased by a node (`NodeLease`).
+    /// - v3: push targets and queue, media metadata (`pushAndMediaMigration`).
     /// - `chat_commit(...)`: a whole commit batch in one statement, one round trip (see
     ///   `PostgresStore.commit`).
     static let migrations: [Migration] = [
@@ -132,6 +133,8 @@ extension PostgresStore {
             )
             """
         ]),
+        // Push targets, the push queue and media metadata (PostgresStore+PushMediaSchema.swift).
+        pushAndMediaMigration,
     ]
 
     /// The commit of a batch, in one statement (so one round trip and one transaction when

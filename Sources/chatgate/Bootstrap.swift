@@ -36,8 +36,7 @@ struct Bootstrap {
         let pipeline: Pipeline
         let stores: Stores
         do {
-            // Media metadata lives in the embedded store (PostgreSQL has no media tables yet:
-            // no media there).
+            // Media metadata lives in the gateway's store (SQLite or PostgreSQL).
             var withMedia = joinedStores
             if let metadata = store as? any MediaMetadataStore {
                 withMedia.media = try MediaWiring.make(configuration.media, metadata: metadata, groups: store, clock: clock, logger: logger)
@@ -79,7 +78,9 @@ struct Bootstrap {
         var configuration = configuration
         let lease = try await ClusterMembership.join(postgres, configuration: configuration, hub: hub, clock: clock, logger: logger)
         configuration.node.workerID = lease.workerID ?? configuration.node.workerID
-        return (configuration, Stores(messages: LeaseGuardedMessageStore(store: store, lease: lease), groups: store, receipts: store), lease)
+        let stores = Stores(
+            messages: LeaseGuardedMessageStore(store: store, lease: lease), groups: store, receipts: store, devices: postgres, pushQueue: postgres)
+        return (configuration, stores, lease)
     }
 
     /// - Parameter reloadSignal: a signal that reloads the pipeline (`serve` uses SIGHUP).

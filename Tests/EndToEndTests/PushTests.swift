@@ -63,9 +63,9 @@ struct PushTests {
         try #require(gateway.gateway.pipeline.entries.lazy.compactMap { $0.stage as? PushStage }.first)
     }
 
-    @Test("POST /v1/devices: 201 new, 200 same id for the same target, GET lists own, DELETE 204 own and 404 another's; bad input 400, too many 409")
-    func devicesAPI() async throws {
-        let gateway = try await TestGateway.start(pipeline: Self.pipeline())
+    @Test("POST /v1/devices: 201 new, 200 same id for the same target, GET lists own, DELETE 204 own and 404 another's; bad input 400, too many 409", arguments: StoreBackend.allCases)
+    func devicesAPI(backend: StoreBackend) async throws {
+        let gateway = try await TestGateway.start(pipeline: Self.pipeline(), backend: backend)
         let bob = try await gateway.token("bob")
         let carol = try await gateway.token("carol")
         let body = #"{"platform": "webhook", "url": "https://hooks.example/bob", "device": "phone"}"#
@@ -113,11 +113,11 @@ struct PushTests {
         }
     }
 
-    @Test("over WebSocket: a recipient that confirms with delivered gets no push; one whose socket is open but silent gets it after confirm_ms; one offline gets it at once")
-    func confirmationOverWebSocket() async throws {
+    @Test("over WebSocket: a recipient that confirms with delivered gets no push; one whose socket is open but silent gets it after confirm_ms; one offline gets it at once", arguments: StoreBackend.allCases)
+    func confirmationOverWebSocket(backend: StoreBackend) async throws {
         let receiver = try await PushHookServer.start()
         let clock = TestClock()
-        let gateway = try await TestGateway.start(pipeline: Self.pipeline(), clock: clock)
+        let gateway = try await TestGateway.start(pipeline: Self.pipeline(), clock: clock, backend: backend)
         let stage = try Self.pushStage(gateway)
         for user in ["bob", "carol", "dave"] {
             let answer = try await gateway.request(
@@ -169,10 +169,10 @@ struct PushTests {
         await receiver.stop()
     }
 
-    @Test("delivered over long-poll cancels too")
-    func deliveredOverLongPoll() async throws {
+    @Test("delivered over long-poll cancels too", arguments: StoreBackend.allCases)
+    func deliveredOverLongPoll(backend: StoreBackend) async throws {
         let clock = TestClock()
-        let gateway = try await TestGateway.start(pipeline: Self.pipeline(), clock: clock)
+        let gateway = try await TestGateway.start(pipeline: Self.pipeline(), clock: clock, backend: backend)
         let stage = try Self.pushStage(gateway)
         _ = try await gateway.request(.POST, "/v1/devices", token: try await gateway.token("bob"), body: #"{"platform": "webhook", "url": "http://127.0.0.1:9/x"}"#)
         let bob = try await LongPollClient.open(gateway, user: "bob")

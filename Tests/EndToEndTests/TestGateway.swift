@@ -61,8 +61,9 @@ final class TestGateway: Sendable {
             ("node", "node: { id: test-node, worker_id: 7 }"),
             ("listen", "listen: { public: { host: 127.0.0.1, port: 0 }, admin: { host: 127.0.0.1, port: 0, token: admin-test-token } }"),
             ("store", "store: { kind: sqlite, path: \"\(directory.path)/chat.db\", durability: relaxed }"),
-            // Blobs in the test's own directory, never the working directory's data/.
-            ("media", "media: { dir: \"\(directory.path)/media\" }"),
+            // Blobs in the test's own directory, never the working directory's data/ (shared by
+            // the test's nodes: media backend fs is refused on PostgreSQL otherwise).
+            ("media", "media: { dir: \"\(directory.path)/media\", shared_dir: true }"),
         ]
         // A section given in `extra` replaces the default one.
         let given = Set(extra.split(separator: "\n").compactMap { line in line.split(separator: ":").first.map(String.init) })

@@ -48,6 +48,10 @@ struct ParameterTests {
         (["relay", "--jwt-secret", "0123456789abcdef0123456789abcdef"], "--jwt-secret is for --url"),
         (["relay", "--url", "ws://127.0.0.1:8080/v1/ws", "--jwt-secret", "short"], "--jwt-secret must be at least 32 bytes (was 5)"),
         (["relay", "--binary", "/nonexistent/chatgate"], "--binary /nonexistent/chatgate is not an executable file"),
+        (["fanout", "--postgres"], "--postgres applies to 'relay' only (was 'fanout')"),
+        (["relay", "--database-url", "postgres://u@h/db"], "--database-url is for --postgres"),
+        (["relay", "--postgres", "--database-url", "mysql://h/db"], "--database-url must be a postgres:// URL"),
+        (["relay", "--postgres", "--url", "ws://127.0.0.1:8080/v1/ws", "--jwt-secret", "0123456789abcdef0123456789abcdef"], "--postgres starts its own gateways"),
     ])
     func badValuesAreRejectedWithAClearMessage(arguments: [String], message: String) throws {
         do {

@@ -127,4 +127,18 @@ struct SmokeTests {
         #expect(report.others.map(\.key) == ["gateway_relaxed"])
         #expect((report.others.first?.figures["msgs_per_s"] ?? 0) > 0)
     }
+
+    /// `relay --postgres`: the SQLite gateway, one and two gateways on a private PostgreSQL
+    /// server the bench starts (skipped when PostgreSQL is not installed and not required).
+    @Test func relayOnPostgres() async throws {
+        guard BenchPostgres.binDirectory() != nil || ProcessInfo.processInfo.environment["CHATGATE_REQUIRE_POSTGRES"] != nil else {
+            try Test.cancel("PostgreSQL is not installed: run scripts/setup-postgres.sh")
+        }
+        let report = try await BenchRunner(parameters: Self.parameters(.relay) { $0.pairs = 4; $0.window = 2; $0.postgres = true }).run()
+        try Self.expectTraffic(report)
+        #expect(report.others.map(\.key) == ["gateway_postgres", "gateway_postgres_2_nodes"])
+        for other in report.others { #expect((other.figures["msgs_per_s"] ?? 0) > 0, "\(other.key)") }
+        #expect(report.notes.contains { $0.hasPrefix("postgres: one node on PostgreSQL relays") })
+        #expect(report.errors.isEmpty, "\(report.errors)")
+    }
 }

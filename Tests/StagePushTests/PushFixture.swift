@@ -2,6 +2,7 @@ import Foundation
 import GatewayCore
 import GatewayTesting
 import Logging
+import PostgresStore
 import SQLiteStore
 import Testing
 @testable import StagePush
@@ -27,6 +28,31 @@ struct PushFixture {
         } else {
             stores = harness.stores
         }
+        return try make(settings: settings, harness: harness, stores: stores, directory: directory, on: on)
+    }
+
+    /// The fixture on `backend`'s store: in memory, a SQLite file, or a fresh database of the
+    /// test process's PostgreSQL server (the test is skipped when PostgreSQL is not installed).
+    static func make(settings: String, backend: PushBackend, on: Set<FrameKind> = [.send, .read, .delivered]) async throws -> PushFixture {
+        switch backend {
+        case .memory: return try make(settings: settings, sqlite: false, on: on)
+        case .sqlite: return try make(settings: settings, sqlite: true, on: on)
+        case .postgres:
+            guard let server = try PostgresTestServer.shared() else {
+                try Test.cancel(Comment(rawValue: PostgresTestServer.unavailableReason))
+            }
+            let store = try await PostgresStore.open(
+                PostgresStoreConfiguration(url: try server.createDatabase(), poolSize: 4, durability: .relaxed), logger: Logger(label: "test.push"))
+            do {
+                return try make(settings: settings, harness: StageHarness(), stores: Stores(store), directory: nil, on: on)
+            } catch {
+                try? await store.close()
+                throw error
+            }
+        }
+    }
+
+    private static func make(settings: String, harness: StageHarness, stores: Stores, directory: String?, on: Set<FrameKind>) throws -> PushFixture {
         let context = StageBuildContext(
             name: "push", kind: "push", settings: try StageSettings.source(settings), on: on, logger: harness.logger, clock: harness.clock,
             stores: stores, node: harness.node)
@@ -89,6 +115,17 @@ struct PushFixture {
         try? await stores.messages.close()
         if let directory { try? FileManager.default.removeItem(atPath: directory) }
     }
+}
+
+/// The stores a push test runs on: the same test on each.
+enum PushBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
+    case memory
+    case sqlite
+    case postgres
+
+    var testDescription: String { rawValue }
+    /// The backends that keep the queue in a database.
+    static let durable: [PushBackend] = [.sqlite, .postgres]
 }
 
 /// Settings JSON with a webhook provider, short timeouts and the given extras.

@@ -79,9 +79,9 @@ struct RegistrationTests {
         PushTarget(id: id, user: user, device: "d", platform: .webhook, address: address, fields: ["url": .string(address)], createdAt: 1)
     }
 
-    @Test("the same target twice is one; at most max_devices_per_user; delete only your own", arguments: [false, true])
-    func deviceStore(sqlite: Bool) async throws {
-        let fixture = try PushFixture.make(settings: webhookSettings(), sqlite: sqlite)
+    @Test("the same target twice is one; at most max_devices_per_user; delete only your own", arguments: PushBackend.allCases)
+    func deviceStore(backend: PushBackend) async throws {
+        let fixture = try await PushFixture.make(settings: webhookSettings(), backend: backend)
         let devices = fixture.devices
         let first = try await devices.registerTarget(Self.target("a", user: "bob", address: "https://h/1"), maxPerUser: 2)
         #expect(first.created)
@@ -101,9 +101,9 @@ struct RegistrationTests {
         await fixture.close()
     }
 
-    @Test("a claimed job is leased: not claimed again, not merged into, not cancelled, until the lease ends", arguments: [false, true])
-    func leases(sqlite: Bool) async throws {
-        let fixture = try PushFixture.make(settings: webhookSettings(), sqlite: sqlite)
+    @Test("a claimed job is leased: not claimed again, not merged into, not cancelled, until the lease ends", arguments: PushBackend.allCases)
+    func leases(backend: PushBackend) async throws {
+        let fixture = try await PushFixture.make(settings: webhookSettings(), backend: backend)
         let target = try await fixture.devices.registerTarget(Self.target("t", user: "bob", address: "https://h/1"), maxPerUser: 5).target
         let queue = fixture.queue
         func item(_ id: UInt64, seq: Int64, due: Int64) -> PushQueueItem {
@@ -131,9 +131,9 @@ struct RegistrationTests {
         await fixture.close()
     }
 
-    @Test("max_listed bounds the entries; count goes on", arguments: [false, true])
-    func maxListed(sqlite: Bool) async throws {
-        let fixture = try PushFixture.make(settings: webhookSettings(), sqlite: sqlite)
+    @Test("max_listed bounds the entries; count goes on", arguments: PushBackend.allCases)
+    func maxListed(backend: PushBackend) async throws {
+        let fixture = try await PushFixture.make(settings: webhookSettings(), backend: backend)
         let target = try await fixture.devices.registerTarget(Self.target("t", user: "bob", address: "https://h/1"), maxPerUser: 5).target
         let items = (1...5).map { n in
             PushQueueItem(

@@ -11,11 +11,11 @@ struct WebhookPushTests {
         "sha256=" + HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: Array(secret.utf8))).map { String(format: "%02x", $0) }.joined()
     }
 
-    @Test("an offline recipient is notified at once, signed; the payload is PROTOCOL.md section 9's, without the body", arguments: [false, true])
-    func offlineSignedPayload(sqlite: Bool) async throws {
+    @Test("an offline recipient is notified at once, signed; the payload is PROTOCOL.md section 9's, without the body", arguments: PushBackend.allCases)
+    func offlineSignedPayload(backend: PushBackend) async throws {
         let receiver = try await LocalHTTPService.start()
         receiver.answer { _ in .init(status: 200) }
-        let fixture = try PushFixture.make(settings: webhookSettings(), sqlite: sqlite)
+        let fixture = try await PushFixture.make(settings: webhookSettings(), backend: backend)
         try await fixture.register("bob", ["platform": "webhook", "url": .string(receiver.baseURL + "/bob")])
         try await fixture.send("secret text", id: 1001)
         #expect(try await fixture.queue.queuedCount() == 1)
@@ -56,11 +56,11 @@ struct WebhookPushTests {
         await fixture.close()
     }
 
-    @Test("a receiver down for a while still gets the notification after it comes back (the clock is stepped past the backoff)", arguments: [false, true])
-    func receiverDownThenBack(sqlite: Bool) async throws {
+    @Test("a receiver down for a while still gets the notification after it comes back (the clock is stepped past the backoff)", arguments: PushBackend.allCases)
+    func receiverDownThenBack(backend: PushBackend) async throws {
         let receiver = try await LocalHTTPService.start()
         receiver.answer { _ in .init(status: 503) }
-        let fixture = try PushFixture.make(settings: webhookSettings(extra: #""backoff_ms": 1000, "max_attempts": 5"#), sqlite: sqlite)
+        let fixture = try await PushFixture.make(settings: webhookSettings(extra: #""backoff_ms": 1000, "max_attempts": 5"#), backend: backend)
         try await fixture.register("bob", ["platform": "webhook", "url": .string(receiver.baseURL + "/bob")])
         try await fixture.send("m", id: 7)
         #expect(await fixture.stage.runDue() == 1)
@@ -120,11 +120,11 @@ struct WebhookPushTests {
         await fixture.close()
     }
 
-    @Test("404 or 410 from the target removes it and its notifications", arguments: [404, 410])
-    func goneRemovesTarget(status: Int) async throws {
+    @Test("404 or 410 from the target removes it and its notifications", arguments: [404, 410], PushBackend.durable)
+    func goneRemovesTarget(status: Int, backend: PushBackend) async throws {
         let receiver = try await LocalHTTPService.start()
         receiver.answer { _ in .init(status: status) }
-        let fixture = try PushFixture.make(settings: webhookSettings(), sqlite: true)
+        let fixture = try await PushFixture.make(settings: webhookSettings(), backend: backend)
         try await fixture.register("bob", ["platform": "webhook", "url": .string(receiver.baseURL + "/bob")])
         try await fixture.send("m", id: 10)
         await fixture.stage.runDue()
@@ -134,11 +134,11 @@ struct WebhookPushTests {
         await fixture.close()
     }
 
-    @Test("confirmations: online and confirms → no push; online and silent → push after confirm_ms; offline → push at once", arguments: [false, true])
-    func confirmations(sqlite: Bool) async throws {
+    @Test("confirmations: online and confirms → no push; online and silent → push after confirm_ms; offline → push at once", arguments: PushBackend.allCases)
+    func confirmations(backend: PushBackend) async throws {
         let receiver = try await LocalHTTPService.start()
         receiver.answer { _ in .init(status: 200) }
-        let fixture = try PushFixture.make(settings: webhookSettings(extra: #""confirm_ms": 5000"#), sqlite: sqlite)
+        let fixture = try await PushFixture.make(settings: webhookSettings(extra: #""confirm_ms": 5000"#), backend: backend)
         for user in ["bob", "carol", "dave", "erin"] {
             try await fixture.register(user, ["platform": "webhook", "url": .string(receiver.baseURL + "/" + user)])
         }
@@ -189,11 +189,11 @@ struct WebhookPushTests {
         await fixture.close()
     }
 
-    @Test("several messages to an offline user within collapse_ms become one notification per conversation", arguments: [false, true])
-    func collapse(sqlite: Bool) async throws {
+    @Test("several messages to an offline user within collapse_ms become one notification per conversation", arguments: PushBackend.allCases)
+    func collapse(backend: PushBackend) async throws {
         let receiver = try await LocalHTTPService.start()
         receiver.answer { _ in .init(status: 200) }
-        let fixture = try PushFixture.make(settings: webhookSettings(extra: #""collapse_ms": 10000"#), sqlite: sqlite)
+        let fixture = try await PushFixture.make(settings: webhookSettings(extra: #""collapse_ms": 10000"#), backend: backend)
         try await fixture.register("bob", ["platform": "webhook", "url": .string(receiver.baseURL + "/bob")])
         try await fixture.send("first", id: 41)
         #expect(await fixture.stage.runDue() == 1)  // the first rings at once
@@ -216,11 +216,11 @@ struct WebhookPushTests {
         await fixture.close()
     }
 
-    @Test("a group message notifies every member with targets but the sender, each on each target", arguments: [false, true])
-    func group(sqlite: Bool) async throws {
+    @Test("a group message notifies every member with targets but the sender, each on each target", arguments: PushBackend.allCases)
+    func group(backend: PushBackend) async throws {
         let receiver = try await LocalHTTPService.start()
         receiver.answer { _ in .init(status: 200) }
-        let fixture = try PushFixture.make(settings: webhookSettings(), sqlite: sqlite)
+        let fixture = try await PushFixture.make(settings: webhookSettings(), backend: backend)
         try await fixture.stores.groups.createGroup(
             GroupInfo(id: "g1", name: "team", owner: "alice", members: ["alice", "bob", "carol", "dave"], createdAt: 0))
         for user in ["alice", "bob", "carol"] {

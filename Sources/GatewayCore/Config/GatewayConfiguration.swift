@@ -35,6 +35,7 @@ public struct GatewayConfiguration: Decodable, Sendable {
         demo = try c.decodeIfPresent(DemoSettings.self, forKey: .demo) ?? DemoSettings()
         try demo.validate(publicHost: listen.public.host, codingPath: c.codingPath + [CodingKeys.demo])
         media = try c.decodeIfPresent(MediaSettings.self, forKey: .media) ?? MediaSettings()
+        try media.validate(storeKind: store.kind, codingPath: c.codingPath + [CodingKeys.media])
         pipeline = try c.decode([PipelineEntry].self, forKey: .pipeline)
         if pipeline.isEmpty {
             throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath + [CodingKeys.pipeline], debugDescription: "the pipeline needs at least one stage"))

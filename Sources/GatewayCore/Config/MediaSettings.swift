@@ -10,6 +10,7 @@
 /// | `zstd_level` | int | 3 | 1...19 |
 /// | `min_ratio` | double | 1.1 | 1.0...100; unknown types stay compressed only when original/compressed >= this |
 /// | `s3` | mapping | | required with `backend: s3` |
+/// | `shared_dir` | bool | `false` | with `fs` on PostgreSQL: `dir` is storage every node mounts (otherwise refused) |
 /// | `thumbnail` | mapping | | |
 public struct MediaSettings: Decodable, Sendable {
     public enum Backend: String, Decodable, Sendable { case fs, s3 }
@@ -23,9 +24,12 @@ public struct MediaSettings: Decodable, Sendable {
     public var minRatio: Double = 1.1
     public var s3: S3Settings?
     public var thumbnail: ThumbnailSettings = ThumbnailSettings()
+    /// `shared_dir`: with `fs` on PostgreSQL, `dir` is storage every node mounts.
+    public var sharedDir = false
 
     enum CodingKeys: String, CodingKey {
         case backend, dir, s3, thumbnail
+        case sharedDir = "shared_dir"
         case maxBytes = "max_bytes"
         case inlineMaxBytes = "inline_max_bytes"
         case quotaBytes = "quota_bytes"
@@ -53,6 +57,7 @@ public struct MediaSettings: Decodable, Sendable {
         s3 = try c.decodeIfPresent(S3Settings.self, forKey: .s3)
         try require(backend != .s3 || s3 != nil, c, .s3, "required when backend is s3")
         thumbnail = try c.decodeIfPresent(ThumbnailSettings.self, forKey: .thumbnail) ?? ThumbnailSettings()
+        sharedDir = try c.decodeIfPresent(Bool.self, forKey: .sharedDir) ?? false
     }
 
     /// `media.s3`: any S3-compatible service. Credentials fall back to `AWS_ACCESS_KEY_ID`,
