@@ -132,6 +132,7 @@ extension PostgresStore {
             )
             """
         ]),
+        clusterBusMigration,  // cluster bus (PostgresClusterBus.swift); version 50 leaves room for other migrations
     ]
 
     /// The commit of a batch, in one statement (so one round trip and one transaction when
