@@ -96,7 +96,6 @@ struct ClusterFailoverTests {
         let log = DurabilityChecker()
         let killAfter = Int.random(in: 150...400)
         let (portA, portB) = (nodeA.publicPort, b.publicPort)
-        var workerA: Int?
         await withTaskGroup(of: Void.self) { group in
             for user in users {
                 group.addTask {
@@ -107,25 +106,29 @@ struct ClusterFailoverTests {
             group.addTask {
                 while log.ackedCount < killAfter { try? await Task.sleep(for: .milliseconds(2)) }
                 await nodeA.kill9()
+                // A's worker id, from the id of a message A acked.
+                var workerA: Int?
+                for operation in log.operations where onA.contains(operation.sender) {
+                    if let id = operation.ackedIDs.first.flatMap(UInt64.init) {
+                        workerA = Int((id >> 12) & 0x3ff)
+                        break
+                    }
+                }
+                guard let killedWorker = workerA else {
+                    Issue.record("no message acked by node A")
+                    return
+                }
+                // While A's lease lives (renewed at most a second before the kill, for 3 s), its
+                // worker id goes to nobody.
+                let conflict = await #expect(throws: GatewayError.self) {
+                    let c = try await TestGateway.start(
+                        extra: "node: { id: node-c, worker_id: \(killedWorker), lease_ms: 3000 }\nstore: { kind: postgres, url: \"\(url)\", pool_size: 2 }")
+                    await c.stop()
+                }
+                #expect(conflict?.code == .conflict)
             }
         }
-        // A's worker id, from the id of a message A acked.
-        for operation in log.operations where onA.contains(operation.sender) {
-            if let id = operation.ackedIDs.first.flatMap(UInt64.init) {
-                workerA = Int((id >> 12) & 0x3ff)
-                break
-            }
-        }
-        let killedWorker = try #require(workerA)
         #expect(log.ackedCount < 800, "the kill came after everything was acked; nothing was tested")
-
-        // While A's lease lives, its worker id goes to nobody.
-        let conflict = await #expect(throws: GatewayError.self) {
-            let c = try await TestGateway.start(
-                extra: "node: { id: node-c, worker_id: \(killedWorker), lease_ms: 3000 }\nstore: { kind: postgres, url: \"\(url)\", pool_size: 2 }")
-            await c.stop()
-        }
-        #expect(conflict?.code == .conflict)
 
         // u0 was live on A only: once A's lease ran out, B's watcher hears u0 went offline.
         var seenOnline = false
