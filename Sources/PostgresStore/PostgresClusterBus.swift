@@ -155,7 +155,8 @@ public final class PostgresClusterBus: ClusterBus, Service, Sendable {
                 }
                 return (deliveries, presence, targets, state.liveWorkers)
             }
-            guard let (deliveries, presence, targets, live) = taken else { return }
+            guard let taken else { return }
+            let (deliveries, presence, targets, _) = taken
             guard let me else { continue }
             var notifications = Notifications()
             for delivery in deliveries {
@@ -163,7 +164,6 @@ public final class PostgresClusterBus: ClusterBus, Service, Sendable {
                     notifications.append(Self.record(delivery), to: worker)
                 }
             }
-            _ = live
             let online = presence.filter { $0.value }.keys.sorted()
             let offline = presence.filter { !$0.value }.keys.sorted()
             // Presence goes to every node registered now (read in the statement itself, so a
@@ -220,23 +220,23 @@ public final class PostgresClusterBus: ClusterBus, Service, Sendable {
     struct Notifications {
         var channels: [String] = []
         var payloads: [String] = []
-        var open: [Int32: [UInt8]] = [:]
+        var pending: [Int32: [UInt8]] = [:]
         var order: [Int32] = []
 
         mutating func append(_ record: [UInt8], to worker: Int32) {
             guard !record.isEmpty else { return }
-            if let current = open[worker], current.count + record.count > PostgresClusterBus.payloadLimit {
+            if let current = pending[worker], current.count + record.count > PostgresClusterBus.payloadLimit {
                 channels.append(PostgresClusterBus.channel(worker))
                 payloads.append(String(decoding: current, as: UTF8.self))
-                open[worker] = nil
+                pending[worker] = nil
             }
-            if open[worker] == nil, !order.contains(worker) { order.append(worker) }
-            open[worker, default: []] += record
+            if pending[worker] == nil, !order.contains(worker) { order.append(worker) }
+            pending[worker, default: []] += record
         }
 
         mutating func finish() -> ([String], [String]) {
             for worker in order {
-                if let rest = open[worker], !rest.isEmpty {
+                if let rest = pending[worker], !rest.isEmpty {
                     channels.append(PostgresClusterBus.channel(worker))
                     payloads.append(String(decoding: rest, as: UTF8.self))
                 }
