@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import ChatClient
 import Foundation
 import GatewayCore
 import GatewayTesting
@@ -253,5 +254,43 @@ struct ClusterBusTests {
         #expect(try await nodes[1].request(.GET, "/v1/lp/poll?session=\(other.session)&timeout_ms=0", token: eve).status == 404)
         alice.close()
         await Self.stop(nodes)
+    }
+}
+
+/// The Swift client with `discover: true`: it connects to the node `/v1/discover` names, and
+/// when that node is drained (1001) it reconnects, through discover, to another one.
+@Suite("Cluster: ChatClient reconnects through /v1/discover", .serialized, .timeLimit(.minutes(2)))
+struct ClusterClientTests {
+    @Test func aDrainedNodesClientReconnectsThroughDiscoverToAnotherNode() async throws {
+        let nodes = try await ClusterBusTests.cluster(2)
+        let (a, b) = (nodes[0], nodes[1])
+        var configuration = ChatClientConfiguration(port: a.port, transport: .webSocket, backoff: Backoff(baseMs: 50, maxMs: 200))
+        configuration.discover = true
+        let client = ChatClient(configuration: configuration, token: { try await a.token("alice") })
+        let hello = try await client.connect()
+        // Both idle: the tie goes to the first by name.
+        #expect(hello["node"]?.stringValue == "node-a")
+
+        var events = client.events.makeAsyncIterator()
+        let drained = try await a.request(.POST, "/admin/drain", token: "admin-test-token", admin: true)
+        #expect(drained.json?["closed"]?.int64Value == 1)
+        // The stream's first hello is A's (the first connect); the next comes from B (A's
+        // discover no longer names A).
+        var hellos: [JSONObject] = []
+        while hellos.count < 2, let event = await events.next() {
+            if case .hello(let frame) = event { hellos.append(frame) }
+        }
+        #expect(hellos.map { $0["node"]?.stringValue } == ["node-a", "node-b"])
+        // And messages reach it there, from a user on B.
+        let (bob, _) = try await b.connect("bob")
+        bob.send(sendFrame(to: .user("alice"), body: "after the drain", id: "b1"))
+        var body: String?
+        while body == nil, let event = await events.next() {
+            if case .message(let message) = event { body = message.body.stringValue }
+        }
+        #expect(body == "after the drain")
+        bob.close()
+        await client.close()
+        await ClusterBusTests.stop(nodes)
     }
 }
