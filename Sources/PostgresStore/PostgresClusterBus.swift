@@ -48,6 +48,8 @@ public final class PostgresClusterBus: ClusterBus, Service, Sendable {
         var flushing = false
         /// Whether `run` has cleaned this worker id's old rows (no flush before).
         var started = false
+        /// Whether `run` has ended: nothing is sent any more.
+        var stopped = false
         /// Frames dropped because the queue was full.
         var dropped = 0
     }
@@ -141,7 +143,11 @@ public final class PostgresClusterBus: ClusterBus, Service, Sendable {
     private func flush() async {
         while true {
             let taken: ([ClusterDelivery], [String: Bool], [String: Set<Int32>], Set<Int32>)? = state.withLock { state in
-                guard !state.deliveries.isEmpty || !state.presence.isEmpty else {
+                guard !state.stopped, !state.deliveries.isEmpty || !state.presence.isEmpty else {
+                    if state.stopped {
+                        state.deliveries = []
+                        state.presence = [:]
+                    }
                     state.flushing = false
                     return nil
                 }
@@ -433,6 +439,11 @@ public final class PostgresClusterBus: ClusterBus, Service, Sendable {
             group.cancelAll()
         }
         // Stopping: this node's users are live here no longer.
+        state.withLock { state in
+            state.stopped = true
+            state.deliveries = []
+            state.presence = [:]
+        }
         do {
             try await store.access { [store, logger] in
                 for try await _ in try await store.client.query(
@@ -492,7 +503,7 @@ public final class PostgresClusterBus: ClusterBus, Service, Sendable {
 extension PostgresClusterBus.State {
     /// Whether the caller should start a flush task (one runs at a time, after `run` started).
     mutating func kick() -> Bool {
-        guard started, !flushing else { return false }
+        guard started, !stopped, !flushing else { return false }
         flushing = true
         return true
     }
