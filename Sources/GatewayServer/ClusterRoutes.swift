@@ -4,6 +4,7 @@ import HTTPTypes
 import Hummingbird
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 
 /// Long-poll without sticky sessions: a poll, send or close for a session another live node
 /// holds is relayed to that node (its registered `longpoll_url`), and its answer returned as
@@ -12,6 +13,16 @@ import NIOHTTP1
 /// never relayed again (the owner answers `404` if it no longer holds the session).
 extension PublicRoutes {
     static let relayedHeader = "X-ChatGateway-Relayed"
+
+    /// The process's client for relays: a node that does not accept connections (it died) is
+    /// answered at once, not retried until the request's deadline (AsyncHTTPClient's default).
+    /// Never shut down: it lives as long as the process.
+    static let relayClient: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.timeout.connect = .seconds(2)
+        return HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: configuration)
+    }()
 
     /// The owner's answer when another node holds the request's session; nil when this node
     /// holds it, or nobody does (the request then gets this node's own answer, `404`).
@@ -46,7 +57,7 @@ extension PublicRoutes {
         let waitMs = operation == "poll" ? Int64(request.query("timeout_ms").flatMap(Int.init) ?? 25_000) : 0
         let response: HTTPClientResponse
         do {
-            response = try await HTTPClient.shared.execute(relayed, timeout: .milliseconds(min(waitMs, 60_000) + 15_000))
+            response = try await Self.relayClient.execute(relayed, timeout: .milliseconds(min(waitMs, 60_000) + 15_000))
         } catch {
             throw GatewayError.unavailable("the node holding this long-poll session did not answer; retry shortly", retryAfterMs: 1000)
         }

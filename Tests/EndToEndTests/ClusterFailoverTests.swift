@@ -51,6 +51,15 @@ struct ClusterFailoverTests {
         throw ChildGateway.ChildError(description: "discover kept naming the dead node")
     }
 
+    /// The status of a zero-timeout long-poll on the node at `port`.
+    static func poll(port: Int, session: String, token: String) async throws -> Int {
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/v1/lp/poll?session=\(session)&timeout_ms=0")
+        request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(20))
+        _ = try await response.body.collect(upTo: 1 << 20)
+        return Int(response.status.code)
+    }
+
     @Test func killNineOfANodeUnderTrafficLosesNoAckedMessage() async throws {
         guard let server = try PostgresTestServer.shared() else {
             try Test.cancel(Comment(rawValue: PostgresTestServer.unavailableReason))
@@ -85,6 +94,17 @@ struct ClusterFailoverTests {
         #expect(status == 101)
         _ = try await watcher.nextFrame()  // hello
         watcher.send(.object(["type": "presence.subscribe", "users": .array([.string("u0")]), "ref": "w"]))
+
+        // A long-poll session held by A, polled through B.
+        let lpToken = try await DurabilityTests.token("lpuser")
+        var open = HTTPClientRequest(url: "http://127.0.0.1:\(nodeA.publicPort)/v1/lp/open")
+        open.method = .POST
+        open.headers.add(name: "Authorization", value: "Bearer \(lpToken)")
+        let opened = try await HTTPClient.shared.execute(open, timeout: .seconds(10))
+        var openedBody = try await opened.body.collect(upTo: 1 << 16)
+        let lpSession = try #require(
+            try JSONParser.parse(openedBody.readString(length: openedBody.readableBytes) ?? "").objectValue?["session"]?.stringValue)
+        #expect(try await Self.poll(port: b.publicPort, session: lpSession, token: lpToken) == 200, "relayed to A")
 
         // u0, u1 on A; u2, u3 on B: 200 messages each, alternating 1:1 (next user) and the group.
         var planned: [String: [(String, Address)]] = [:]
@@ -126,6 +146,8 @@ struct ClusterFailoverTests {
                     await c.stop()
                 }
                 #expect(conflict?.code == .conflict)
+                // A's lease lives, A does not answer: B says to retry.
+                #expect((try? await Self.poll(port: portB, session: lpSession, token: lpToken)) == 503)
             }
         }
         #expect(log.ackedCount < 800, "the kill came after everything was acked; nothing was tested")
@@ -142,6 +164,9 @@ struct ClusterFailoverTests {
             }
         }
         #expect(offline)
+
+        // A's lease ran out: its long-poll session is gone (the client opens a new one).
+        #expect(try await Self.poll(port: portB, session: lpSession, token: lpToken) == 404)
 
         // A's clients: discover (through B, the node their load balancer now reaches) names B
         // once A's lease ran out; they resend what has no ack and sync there.
