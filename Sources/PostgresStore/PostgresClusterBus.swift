@@ -99,15 +99,21 @@ public final class PostgresClusterBus: ClusterBus, Service, Sendable {
     }
 
     public func forward(_ deliveries: [ClusterDelivery]) {
-        let start: Bool = state.withLock { state in
+        let (start, dropped): (Bool, Int?) = state.withLock { state in
             guard state.deliveries.count + deliveries.count <= Self.maxQueued else {
+                let before = state.dropped
                 state.dropped += deliveries.count
-                return false
+                // Logged at the first drop and then every 10,000 frames.
+                return (false, before == 0 || before / 10_000 != state.dropped / 10_000 ? state.dropped : nil)
             }
             state.deliveries += deliveries
-            return state.kick()
+            return (state.kick(), nil)
         }
         if start { Task { await flush() } }
+        if let dropped {
+            logger.warning(
+                "cluster bus: queue full, frames for other nodes dropped (their recipients sync)", metadata: ["gateway.dropped_total": "\(dropped)"])
+        }
     }
 
     public func localUserChanged(_ user: String, online: Bool) {
