@@ -20,7 +20,7 @@ fi
 # Suites that run child gateways, browsers or real-time timers: on a 2-core machine they are
 # starved (and their timeouts fire) when everything runs at once, so they run after the rest,
 # one test at a time.
-isolated='AdminBrowserTests|DemoBrowserTests|ChatClientTests|ChatCommandTests|DurabilityTests|ChurnMemoryTests|EndToEndTests\.PushTests|PostgresRestartTests|PresenceTests|SessionTimerTests|TLSTests|ClusterLeaseTests|ClusterBusTests|ClusterClientTests|ClusterFailoverTests|EndToEndTests\.AdminTests'
+isolated='AdminBrowserTests|DemoBrowserTests|ChatClientTests|ChatCommandTests|DurabilityTests|ChurnMemoryTests|EndToEndTests\.PushTests|PostgresRestartTests|PresenceTests|SessionTimerTests|TLSTests|ClusterLeaseTests|ClusterBusTests|ClusterBusRecordTests|ClusterClientTests|ClusterFailoverTests|EndToEndTests\.AdminTests'
 swift test --skip-build --skip "$isolated"
 swift test --skip-build --no-parallel --filter "$isolated"
 # The heavy reliability tests (Autobahn, the frame fuzzer, idle connections), alone and one at a time.

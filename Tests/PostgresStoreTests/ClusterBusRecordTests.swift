@@ -48,7 +48,7 @@ struct ClusterBusRecordTests {
 
     /// Presence records build the map; a node's reset drops its users; unknown or truncated
     /// records are ignored. Also measures what the map costs per user live elsewhere
-    /// (docs/SCALING.md quotes it).
+    /// (docs/SCALING.md quotes it; in scripts/test.sh's isolated phase, so no other test allocates meanwhile).
     @Test func presenceRecordsBuildTheMapAndTheMapsCostIsMeasured() async throws {
         let store = try await openPostgres(try freshPostgresURL())
         let lease = NodeLease(
