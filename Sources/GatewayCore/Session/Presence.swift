@@ -28,7 +28,14 @@ public final class Presence: Sendable {
     private let clock: any GatewayClock
     private let stores: Stores
     /// Whether a user is live on another node of the cluster (`ClusterBus.isOnlineElsewhere`).
-    private let elsewhere = Mutex<(@Sendable (String) -> Bool)?>(nil)
+    /// (A box, not the closure: a closure read out of a `Mutex` is re-wrapped in a new thunk on
+    /// every read; see `SessionHub.OnlineObserver`.)
+    private let elsewhere = Mutex<ElsewhereCheck?>(nil)
+
+    private final class ElsewhereCheck: Sendable {
+        let call: @Sendable (String) -> Bool
+        init(_ call: @escaping @Sendable (String) -> Bool) { self.call = call }
+    }
     /// Most users one session may watch.
     public static let maxWatchedPerSession = 5000
     /// Most offline users whose last-seen time is remembered.
@@ -43,11 +50,12 @@ public final class Presence: Sendable {
 
     /// Sets how to tell whether a user is live on another node (a cluster's bus).
     public func setElsewhere(_ check: @escaping @Sendable (String) -> Bool) {
-        elsewhere.withLock { $0 = check }
+        let box = ElsewhereCheck(check)
+        elsewhere.withLock { $0 = box }
     }
 
     private func isOnlineElsewhere(_ user: String) -> Bool {
-        elsewhere.withLock { $0 }?(user) ?? false
+        elsewhere.withLock { $0 }?.call(user) ?? false
     }
 
     // MARK: Transitions (from the hub)
