@@ -162,6 +162,15 @@ public actor ChatClient {
         }
     }
 
+    /// The host and port of the node `GET /v1/discover` names at the configured entry point;
+    /// nil when it cannot be asked or names nothing usable.
+    private func discoverNode(token: String) async -> (String, Int)? {
+        guard let reply = try? await http.request(.GET, "/v1/discover", token: token, timeoutMs: configuration.requestTimeoutMs),
+            let ws = reply.json?["ws_url"]?.stringValue, let url = URL(string: ws), let host = url.host, !host.isEmpty
+        else { return nil }
+        return (host, url.port ?? (ws.hasPrefix("wss:") ? 443 : 80))
+    }
+
     /// One session: connect, run until it ends, report how it ended.
     private func session() async -> CloseInfo {
         if token == nil {
@@ -172,6 +181,14 @@ public actor ChatClient {
             }
         }
         guard let token else { return CloseInfo(reason: "no token") }
+        // In a cluster: the node `/v1/discover` names, for this session only.
+        var configuration = self.configuration
+        var http = self.http
+        if configuration.discover, let node = await discoverNode(token: token) {
+            configuration.host = node.0
+            configuration.port = node.1
+            http = HTTPAPI(client: http.client, base: configuration.httpBase)
+        }
         let mode = configuration.transport
         let webSocket = mode == .webSocket || (mode == .auto && !webSocketRefused)
         setState(.connecting(webSocket ? .webSocket : .longPoll))

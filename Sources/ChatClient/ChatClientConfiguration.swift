@@ -33,6 +33,10 @@ public struct ChatClientConfiguration: Sendable {
     public var eventBuffer: Int
     /// Largest frame accepted from the gateway.
     public var maxFrameBytes: Int
+    /// Before each (re)connect, ask `host:port` for `GET /v1/discover` and connect to the node
+    /// it names (a cluster's least-loaded live node, never a draining one); `host:port` is then
+    /// the cluster's entry point (a load balancer). When discovery fails, `host:port` itself.
+    public var discover = false
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, tls: TLSConfiguration? = nil, transport: TransportPreference = .auto,

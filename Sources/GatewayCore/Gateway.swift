@@ -18,6 +18,9 @@ public final class Gateway: Sendable {
     public let stats: GatewayStats
     public let presence: Presence
     public let logger: Logger
+    /// The other nodes of a cluster (`NoClusterBus` on a single node): deliveries and presence
+    /// for users live elsewhere cross through it.
+    public let cluster: any ClusterBus
     /// Guards the last `typing` time per session: at most one typing event per second each.
     private let typingTimes = Mutex<[String: Int64]>([:])
     /// Guards the pipeline in force; a reload swaps it.
@@ -27,8 +30,9 @@ public final class Gateway: Sendable {
 
     public init(
         configuration: GatewayConfiguration, stores: Stores, hub: SessionHub, pipeline: Pipeline, clock: any GatewayClock,
-        logger: Logger, faults: StoreFaults = StoreFaults()
+        logger: Logger, faults: StoreFaults = StoreFaults(), cluster: any ClusterBus = NoClusterBus()
     ) {
+        self.cluster = cluster
         node = configuration.node
         limits = configuration.limits
         presenceSettings = configuration.presence
@@ -41,10 +45,14 @@ public final class Gateway: Sendable {
         current = Mutex(pipeline)
         let presence = Presence(hub: hub, settings: configuration.presence, clock: clock, stores: stores)
         self.presence = presence
-        hub.setOnlineObserver { user, online in presence.userChanged(user, online: online) }
+        presence.setElsewhere { cluster.isOnlineElsewhere($0) }
+        hub.setOnlineObserver { user, online in
+            cluster.localUserChanged(user, online: online)
+            presence.userChanged(user, online: online)
+        }
         committer = Committer(store: stores.messages, maxPending: configuration.limits.maxPendingCommits, faults: faults, logger: logger) {
             batch, outcomes in
-            Gateway.deliver(batch: batch, outcomes: outcomes, hub: hub, stats: stats)
+            Gateway.deliver(batch: batch, outcomes: outcomes, hub: hub, stats: stats, cluster: cluster)
         }
     }
 
@@ -303,7 +311,7 @@ public final class Gateway: Sendable {
         guard envelope.persist else {
             // No persist stage: relay live only, no inbox and so no seq.
             let pending = PendingMessage(message: message, inboxes: recipients + liveOnly, originSession: principal.session)
-            Gateway.deliverEphemeral(pending, hub: hub, stats: stats)
+            Gateway.deliverEphemeral(pending, hub: hub, stats: stats, cluster: cluster)
             stats.messagesAccepted.wrappingIncrement(ordering: .relaxed)
             reply(ServerFrame.ack(ref: frame.ref, id: id, seq: nil, timestamp: message.timestamp, clientMsgID: clientMsgID, duplicate: false))
             return nil
@@ -338,17 +346,29 @@ public final class Gateway: Sendable {
     /// Fanout-on-read recipients (`liveOnly`, and any user of `inboxes` the store held back, see
     /// `CommitOutcome.stored`) have no inbox entry yet, so their sessions get the frame without a
     /// `seq`: the seq is assigned when their inbox is next read, and clients dedupe by `id`.
-    static func deliver(batch: [PendingMessage], outcomes: [CommitOutcome], hub: SessionHub, stats: GatewayStats) {
+    static func deliver(
+        batch: [PendingMessage], outcomes: [CommitOutcome], hub: SessionHub, stats: GatewayStats, cluster: any ClusterBus = NoClusterBus()
+    ) {
+        var remote: [ClusterDelivery] = []
         for (pending, outcome) in zip(batch, outcomes) {
             guard case .stored(let message, let seqs) = outcome else { continue }
             var template: MessageFrameTemplate?
             for entry in seqs {
+                var built: ByteBuffer?
                 let reached = hub.deliver(to: entry.user, exceptSession: pending.originSession) {
                     let t = template ?? MessageFrameTemplate(message)
                     template = t
-                    return t.frame(seq: entry.seq)
+                    let frame = t.frame(seq: entry.seq)
+                    built = frame
+                    return frame
                 }
                 if reached > 0 { stats.deliveries.wrappingIncrement(by: reached, ordering: .relaxed) }
+                // Sessions of this user on other nodes (the sending session is never there).
+                if cluster.isOnlineElsewhere(entry.user) {
+                    let t = template ?? MessageFrameTemplate(message)
+                    template = t
+                    remote.append(ClusterDelivery(user: entry.user, frame: built ?? t.frame(seq: entry.seq), seq: entry.seq))
+                }
             }
             var withoutSeq = pending.liveOnly
             if seqs.count < pending.inboxes.count {
@@ -363,12 +383,34 @@ public final class Gateway: Sendable {
                     return frame
                 }
                 if reached > 0 { stats.deliveries.wrappingIncrement(by: reached, ordering: .relaxed) }
+                if cluster.isOnlineElsewhere(user) {
+                    let frame = unsequenced ?? ServerFrame.message(message, seq: nil)
+                    unsequenced = frame
+                    remote.append(ClusterDelivery(user: user, frame: frame))
+                }
             }
         }
+        if !remote.isEmpty { cluster.forward(remote) }
     }
 
-    static func deliverEphemeral(_ pending: PendingMessage, hub: SessionHub, stats: GatewayStats) {
+    /// Frames that came from another node for `user`'s sessions here (`ClusterBus`): delivered
+    /// as a local delivery is. Returns the number of sessions reached.
+    @discardableResult
+    public func deliverFromCluster(to user: String, frame: ByteBuffer) -> Int {
+        let reached = hub.deliver(to: user) { frame }
+        if reached > 0 { stats.deliveries.wrappingIncrement(by: reached, ordering: .relaxed) }
+        return reached
+    }
+
+    /// `hub.deliver` here, and the same frame to the user's sessions on other nodes.
+    private func deliverEverywhere(to user: String, frame: ByteBuffer) {
+        hub.deliver(to: user) { frame }
+        if cluster.isOnlineElsewhere(user) { cluster.forward([ClusterDelivery(user: user, frame: frame)]) }
+    }
+
+    static func deliverEphemeral(_ pending: PendingMessage, hub: SessionHub, stats: GatewayStats, cluster: any ClusterBus = NoClusterBus()) {
         var frame: ByteBuffer?
+        var remote: [ClusterDelivery] = []
         for user in pending.inboxes {
             let reached = hub.deliver(to: user, exceptSession: pending.originSession) {
                 let f = frame ?? ServerFrame.message(pending.message, seq: nil)
@@ -376,7 +418,13 @@ public final class Gateway: Sendable {
                 return f
             }
             if reached > 0 { stats.deliveries.wrappingIncrement(by: reached, ordering: .relaxed) }
+            if cluster.isOnlineElsewhere(user) {
+                let f = frame ?? ServerFrame.message(pending.message, seq: nil)
+                frame = f
+                remote.append(ClusterDelivery(user: user, frame: f))
+            }
         }
+        if !remote.isEmpty { cluster.forward(remote) }
     }
 
     // MARK: Reads
@@ -452,7 +500,7 @@ public final class Gateway: Sendable {
         w.raw("}")
         let bytes = ByteBuffer(bytes: w.bytes)
         for user in recipients where user != principal.user {
-            hub.deliver(to: user) { bytes }
+            deliverEverywhere(to: user, frame: bytes)
         }
     }
 
@@ -474,7 +522,7 @@ public final class Gateway: Sendable {
             let receipt: JSONObject = [
                 "type": "receipt", "from": .string(principal.user), "with": with.json, "up_to": .string(String(request.upTo)),
             ]
-            hub.deliver(to: user) { ServerFrame.object(receipt) }
+            deliverEverywhere(to: user, frame: ServerFrame.object(receipt))
         }
     }
 

@@ -165,6 +165,7 @@ public final class GatewayApplication: Sendable {
             gateway: gateway, longPoll: longPoll, readiness: readiness, token: configuration.listen.admin.token, reloader: reloader,
             metrics: metrics, lifecycle: { [self] in self.lifecycleCounts }
         ).register(on: adminRouter)
+        DrainRoute(application: self, token: configuration.listen.admin.token).register(on: adminRouter)
         let adminSettings = configuration.listen.admin
         let adminApp = Application(
             router: adminRouter,
@@ -192,6 +193,8 @@ public final class GatewayApplication: Sendable {
     /// Closes every live session with 1001 (clients reconnect elsewhere and sync).
     func closeAllSessions() {
         readiness.markDraining()
+        // In a cluster, `/v1/discover` stops naming this node (not waited for: PostgreSQL may be down).
+        Task { [gateway] in await gateway.cluster.markDraining() }
         longPoll.stop()
         heartbeats.stop()
         tokenDeadlines.stop()

@@ -190,6 +190,11 @@ final class LongPollRegistry: Sendable {
         return (connection, session)
     }
 
+    /// Whether this node holds the session `id` (whoever's it is).
+    func holds(_ id: String) -> Bool {
+        sessions.withLock { $0[id] != nil }
+    }
+
     func find(_ id: String, user: String) -> LongPollSession? {
         guard let connection = sessions.withLock({ $0[id] }) else { return nil }
         guard connection.session.withLock({ $0?.user }) == user else { return nil }

@@ -24,7 +24,7 @@ struct PublicRoutes: Sendable {
         router.get("/v1/conversations/:address/messages") { request, context in try await self.history(request, context) }
         router.post("/v1/messages") { request, context in try await self.postMessage(request, context) }
         router.get("/v1/presence") { request, context in try await self.presence(request, context) }
-        router.get("/v1/discover") { _, _ in self.discover() }
+        router.get("/v1/discover") { _, _ in await self.discover() }
 
         router.post("/v1/groups") { request, context in try await self.createGroup(request, context) }
         router.get("/v1/groups") { request, context in try await self.listGroups(request, context) }
@@ -132,6 +132,7 @@ struct PublicRoutes: Sendable {
     }
 
     private func lpPoll(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
+        if let relayed = try await relayLongPoll(request, "poll") { return relayed }
         let connection = try await lpSession(request)
         let timeout = try intQuery(request, "timeout_ms") ?? 25000
         guard (0...60000).contains(timeout) else { throw GatewayError.badFrame("'timeout_ms' must be 0...60000 (was \(timeout))") }
@@ -142,6 +143,7 @@ struct PublicRoutes: Sendable {
     }
 
     private func lpSend(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
+        if let relayed = try await relayLongPoll(request, "send") { return relayed }
         let connection = try await lpSession(request)
         guard let session = connection.session.withLock({ $0 }) else { throw GatewayError.notFound("no such session") }
         connection.touch(now: gateway.clock.nowMillis())
@@ -174,6 +176,7 @@ struct PublicRoutes: Sendable {
     }
 
     private func lpClose(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
+        if let relayed = try await relayLongPoll(request, "close") { return relayed }
         let connection = try await lpSession(request)
         longPoll.remove(connection)
         return Response(status: .noContent)
@@ -239,7 +242,14 @@ struct PublicRoutes: Sendable {
         return HTTPReply.json(.object(object), noStore: true)
     }
 
-    private func discover() -> Response {
+    private func discover() async -> Response {
+        // In a cluster: the least-loaded live node that is not draining (this one, if it is).
+        if let node = try? await gateway.cluster.discover() {
+            return HTTPReply.json([
+                "node": .string(node.node), "ws_url": .string(node.wsURL), "longpoll_url": .string(node.longpollURL),
+                "load": .number(String(format: "%.4f", node.load)),
+            ])
+        }
         let urls = publicURL()
         let load = Double(gateway.hub.connectionCount) / Double(max(1, gateway.limits.maxConnections))
         return HTTPReply.json([

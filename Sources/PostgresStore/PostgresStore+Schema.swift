@@ -135,6 +135,7 @@ extension PostgresStore {
         ]),
         // Push targets, the push queue and media metadata (PostgresStore+PushMediaSchema.swift).
         pushAndMediaMigration,
+        clusterBusMigration,  // cluster bus (PostgresClusterBus.swift); version 50 leaves room for other migrations
     ]
 
     /// The commit of a batch, in one statement (so one round trip and one transaction when

@@ -16,6 +16,8 @@ struct Bootstrap {
     let faults: StoreFaults
     /// This node's lease in PostgreSQL (store kind `postgres`), renewed by a service.
     let lease: NodeLease?
+    /// Cross-node delivery and presence (store kind `postgres`), run as a service.
+    let bus: PostgresClusterBus?
 
     /// - Parameter configPath: the file `configuration` came from; a reload (SIGHUP,
     ///   `POST /admin/reload`) re-reads it. Without one there is nothing to reload.
@@ -25,14 +27,15 @@ struct Bootstrap {
         let store = try await openStore(given.store, logger: logger)
         let hub = SessionHub(
             maxSessionsPerUser: given.limits.maxSessionsPerUser, maxConnectionsPerIP: given.limits.maxConnectionsPerIP)
-        let joined: (GatewayConfiguration, Stores, NodeLease?)
+        let joined: (GatewayConfiguration, Stores, NodeLease?, PostgresClusterBus?)
         do {
             joined = try await joinCluster(store: store, configuration: given, hub: hub, clock: clock, logger: logger)
         } catch {
             try? await store.close()
             throw error
         }
-        let (configuration, joinedStores, lease) = joined
+        let (configuration, joinedStores, lease, bus) = joined
+        let cluster: any ClusterBus = bus ?? NoClusterBus()
         let pipeline: Pipeline
         let stores: Stores
         do {
@@ -43,7 +46,7 @@ struct Bootstrap {
             }
             stores = withMedia
             pipeline = try Pipeline.build(
-                configuration.pipeline, registry: try BuiltInStages.registry(), logger: logger, clock: clock, stores: stores, presence: hub,
+                configuration.pipeline, registry: try BuiltInStages.registry(), logger: logger, clock: clock, stores: stores, presence: ClusterPresenceQuery(hub: hub, bus: cluster),
                 node: configuration.node, exposure: ListenerExposure(host: configuration.listen.public.host))
         } catch {
             try? await lease?.release()
@@ -51,13 +54,14 @@ struct Bootstrap {
             throw error
         }
         let faults = StoreFaults()
-        let gateway = Gateway(configuration: configuration, stores: stores, hub: hub, pipeline: pipeline, clock: clock, logger: logger, faults: faults)
+        let gateway = Gateway(
+            configuration: configuration, stores: stores, hub: hub, pipeline: pipeline, clock: clock, logger: logger, faults: faults, cluster: cluster)
         // A reload takes only the new `pipeline:`; the node, store and listeners keep what they started with.
         let reload: PipelineSource? = configPath.map { path in
             { @Sendable in
                 let fresh = try ConfigLoader.load(path: path, stageKinds: Set(BuiltInStages.factories.map(\.kind)))
                 return try Pipeline.build(
-                    fresh.pipeline, registry: try BuiltInStages.registry(), logger: logger, clock: clock, stores: stores, presence: hub,
+                    fresh.pipeline, registry: try BuiltInStages.registry(), logger: logger, clock: clock, stores: stores, presence: ClusterPresenceQuery(hub: hub, bus: cluster),
                     node: configuration.node, exposure: ListenerExposure(host: configuration.listen.public.host))
             }
         }
@@ -65,7 +69,8 @@ struct Bootstrap {
         let application = GatewayApplication(
             configuration: configuration, gateway: gateway, logger: logger, reloadPipeline: reload,
             demoTokens: try DemoTokens.minter(configuration: configuration, clock: clock, logger: logger))
-        return Bootstrap(configuration: configuration, application: application, store: store, faults: faults, lease: lease)
+        bus?.attach(gateway) { await application.listeningPorts().public }
+        return Bootstrap(configuration: configuration, application: application, store: store, faults: faults, lease: lease, bus: bus)
     }
 
     /// On PostgreSQL, registers the node and leases its worker id (`node.worker_id`, or the
@@ -73,14 +78,16 @@ struct Bootstrap {
     static func joinCluster(
         store: any MessageStore & GroupStore & ReceiptStore, configuration: GatewayConfiguration, hub: SessionHub, clock: any GatewayClock,
         logger: Logger
-    ) async throws -> (GatewayConfiguration, Stores, NodeLease?) {
-        guard let postgres = store as? PostgresStore else { return (configuration, Stores(store), nil) }
+    ) async throws -> (GatewayConfiguration, Stores, NodeLease?, PostgresClusterBus?) {
+        guard let postgres = store as? PostgresStore else { return (configuration, Stores(store), nil, nil) }
         var configuration = configuration
         let lease = try await ClusterMembership.join(postgres, configuration: configuration, hub: hub, clock: clock, logger: logger)
         configuration.node.workerID = lease.workerID ?? configuration.node.workerID
         let stores = Stores(
             messages: LeaseGuardedMessageStore(store: store, lease: lease), groups: store, receipts: store, devices: postgres, pushQueue: postgres)
-        return (configuration, stores, lease)
+        let bus = PostgresClusterBus(
+            store: postgres, lease: lease, clock: clock, logger: logger, publicURL: configuration.node.publicURL, tls: configuration.tls != nil)
+        return (configuration, stores, lease, bus)
     }
 
     /// - Parameter reloadSignal: a signal that reloads the pipeline (`serve` uses SIGHUP).
@@ -89,6 +96,10 @@ struct Bootstrap {
         if let lease {
             // First in the list, so it stops last: it keeps renewing while the others drain.
             services.insert(.init(service: lease), at: 0)
+        }
+        if let bus {
+            // Right after the store closer: it stops after the sessions closed, before the store does.
+            services.insert(.init(service: bus, successTerminationBehavior: .ignore), at: min(2, services.count))
         }
         if let reloadSignal {
             services.append(.init(service: HangupReloader(signal: reloadSignal, application: application, logger: logger), successTerminationBehavior: .ignore))

@@ -63,11 +63,16 @@ public struct NodeSettings: Codable, Sendable {
     /// How long a node's lease in PostgreSQL lasts without renewal (renewed every third of it).
     /// Default 10000.
     public var leaseMs: Int = 10_000
+    /// The base URL clients reach this node at (`https://chat-a.example.com`), advertised in a
+    /// cluster for `/v1/discover` and long-poll hand-over; nil: built from `listen.public`'s
+    /// host and bound port.
+    public var publicURL: String?
 
     enum CodingKeys: String, CodingKey {
         case id
         case workerID = "worker_id"
         case leaseMs = "lease_ms"
+        case publicURL = "public_url"
     }
 
     public init(id: String = "node-1", workerID: Int = 1) {
@@ -87,6 +92,12 @@ public struct NodeSettings: Codable, Sendable {
         }
         leaseMs = try c.decodeIfPresent(Int.self, forKey: .leaseMs) ?? 10_000
         try require((1000...600_000).contains(leaseMs), c, .leaseMs, "must be 1000...600000 (was \(leaseMs))")
+        publicURL = try c.decodeIfPresent(String.self, forKey: .publicURL)
+        if let url = publicURL {
+            try require(
+                (url.hasPrefix("http://") || url.hasPrefix("https://")) && url.utf8.count <= 512 && !url.contains(where: \.isWhitespace), c,
+                .publicURL, "must be an http:// or https:// base URL without spaces, at most 512 bytes")
+        }
     }
 }
 

@@ -30,6 +30,15 @@ public final class Presence: Sendable {
     private let settings: PresenceSettings
     private let clock: any GatewayClock
     private let stores: Stores
+    /// Whether a user is live on another node of the cluster (`ClusterBus.isOnlineElsewhere`).
+    /// (A box, not the closure: a closure read out of a `Mutex` is re-wrapped in a new thunk on
+    /// every read; see `SessionHub.OnlineObserver`.)
+    private let elsewhere = Mutex<ElsewhereCheck?>(nil)
+
+    private final class ElsewhereCheck: Sendable {
+        let call: @Sendable (String) -> Bool
+        init(_ call: @escaping @Sendable (String) -> Bool) { self.call = call }
+    }
     /// Most users one session may watch.
     public static let maxWatchedPerSession = 5000
     /// Most offline users whose last-seen time is remembered.
@@ -42,20 +51,45 @@ public final class Presence: Sendable {
         self.stores = stores
     }
 
+    /// Sets how to tell whether a user is live on another node (a cluster's bus).
+    public func setElsewhere(_ check: @escaping @Sendable (String) -> Bool) {
+        let box = ElsewhereCheck(check)
+        elsewhere.withLock { $0 = box }
+    }
+
+    private func isOnlineElsewhere(_ user: String) -> Bool {
+        elsewhere.withLock { $0 }?.call(user) ?? false
+    }
+
     // MARK: Transitions (from the hub)
+
+    /// Called by a cluster's bus when `user` went live on some other node while live on none
+    /// (true), or left the last other node (false). Presence is cluster-wide: subscribers
+    /// hear of a change only when the user's state on the whole cluster changed.
+    public func remoteUserChanged(_ user: String, online: Bool) {
+        userChanged(user, online: online, otherSideOnline: hub.isOnline(user))
+    }
 
     /// Called by the hub when a user's first session opens or last session closes.
     public func userChanged(_ user: String, online: Bool) {
+        userChanged(user, online: online, otherSideOnline: isOnlineElsewhere(user))
+    }
+
+    /// - Parameter otherSideOnline: whether the user is live where this change did not happen
+    ///   (on other nodes for a local change, here for a remote one).
+    private func userChanged(_ user: String, online: Bool, otherSideOnline: Bool) {
         if online {
             let wasPending = state.withLock { state -> Bool in
                 guard let task = state.pendingOffline.removeValue(forKey: user) else { return false }
                 task.cancel()
                 return true
             }
-            // Back within the grace period: subscribers never saw them go.
-            if !wasPending { publish(user) }
+            // Back within the grace period, or live elsewhere all along: subscribers never saw them go.
+            if !wasPending && !otherSideOnline { publish(user) }
             return
         }
+        // Still live on another node (or here): nothing changed for subscribers.
+        if otherSideOnline { return }
         let now = clock.nowMillis()
         // A time on the gateway's clock, taken now: the grace ends then however late the task
         // starts, and a test stepping its clock past it sees the event.
@@ -75,7 +109,7 @@ public final class Presence: Sendable {
                     state.pendingOffline[user] = nil
                     return true
                 }
-                if still, !self.hub.isOnline(user) { self.publish(user) }
+                if still, !self.hub.isOnline(user), !self.isOnlineElsewhere(user) { self.publish(user) }
             }
         }
     }
@@ -106,8 +140,11 @@ public final class Presence: Sendable {
     /// `{"user","status","last_active_at"}` for one user.
     public func entry(_ user: String) -> JSONValue {
         let sessions = hub.sessions(of: user)
-        let online = !sessions.isEmpty || state.withLock { $0.pendingOffline[user] != nil }
+        let elsewhere = sessions.isEmpty && isOnlineElsewhere(user)
+        let online = !sessions.isEmpty || elsewhere || state.withLock { $0.pendingOffline[user] != nil }
         var lastActive = sessions.map { $0.lastActiveAt.load(ordering: .relaxed) }.max() ?? 0
+        // Live on another node: active now, as far as this node can tell.
+        if elsewhere { lastActive = clock.nowMillis() }
         if lastActive == 0 { lastActive = state.withLock { $0.lastSeen[user] } ?? 0 }
         return ["user": .string(user), "status": .string(online ? "online" : "offline"), "last_active_at": .int(lastActive)]
     }
