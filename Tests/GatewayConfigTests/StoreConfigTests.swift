@@ -4,7 +4,9 @@ import Testing
 
 @Suite("store: settings")
 struct StoreConfigTests {
-    static let pipeline = MediaConfigTests.pipeline
+    /// The pipeline, with media declared on storage every node mounts (fs is refused on
+    /// PostgreSQL otherwise).
+    static let pipeline = "media: { shared_dir: true }\n" + MediaConfigTests.pipeline
 
     @Test func postgresTimeoutsAndPool() throws {
         let defaults = try ConfigLoader.load(text: Self.pipeline, file: "config.yaml", environment: [:])
