@@ -19,7 +19,8 @@ struct ClusterFailoverTests {
             listen:
               public: { host: 127.0.0.1, port: 0 }
               admin: { host: 127.0.0.1, port: 0, token: admin-test-token }
-            store: { kind: postgres, url: "\(url)", pool_size: 6, durability: full }
+            store: { kind: postgres, url: "\(url)", pool_size: 6, durability: full, timeout_ms: 30000 }
+            media: { dir: "\(directory.path)/media", shared_dir: true }
             presence: { grace_ms: 0, visibility: everyone }
             pipeline:
               - stage: auth
