@@ -112,10 +112,13 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Running a local server by hand (spawn and wait, a free port, Debian's PostgreSQL):
+        // shared by the bench and the test helpers.
+        .target(name: "LocalProcess", swiftSettings: swiftSettings),
         .target(
             name: "GatewayTesting",
             dependencies: [
-                "GatewayCore", .product(name: "Logging", package: "swift-log"),
+                "GatewayCore", "LocalProcess", .product(name: "Logging", package: "swift-log"),
                 // The config loader's own decoder for stage settings (StageSettings).
                 "GatewayConfig",
                 // The local HTTP service stages' tests call (LocalHTTPService).
@@ -201,7 +204,7 @@ let package = Package(
         .target(
             name: "GatewayBench",
             dependencies: [
-                "GatewayCore", "StageAuth", "MediaStore",
+                "GatewayCore", "StageAuth", "MediaStore", "LocalProcess",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,4 +1,5 @@
 import Foundation
+import LocalProcess
 import Synchronization
 
 #if canImport(Glibc)
@@ -41,7 +42,7 @@ final class BenchPostgres: Sendable {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("chatgate-bench-pg-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         if asPostgresUser { try run("/bin/chown", ["postgres", directory]) }
-        let port = try freePort()
+        let port = try LocalProcess.freePort()
         let server = BenchPostgres(
             adminURL: "postgres://postgres@127.0.0.1:\(port)/postgres", psql: bin + "/psql", owned: (directory, bin, asPostgresUser))
         do {
@@ -116,63 +117,16 @@ final class BenchPostgres: Sendable {
         }
     }
 
-    /// The newest `/usr/lib/postgresql/<version>/bin` with `initdb`, or `PG_BIN`.
-    static func binDirectory() -> String? {
-        if let explicit = ProcessInfo.processInfo.environment["PG_BIN"], FileManager.default.isExecutableFile(atPath: explicit + "/initdb") {
-            return explicit
-        }
-        let root = "/usr/lib/postgresql"
-        let versions = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
-        return versions.compactMap(Int.init).sorted(by: >).map { "\(root)/\($0)/bin" }
-            .first { FileManager.default.isExecutableFile(atPath: $0 + "/initdb") }
-    }
+    static func binDirectory() -> String? { LocalProcess.postgresBinDirectory() }
 
-    /// Runs a program to its end, its output into a file (the server `pg_ctl` starts inherits
-    /// the descriptors: a pipe would never reach its end); throws with the output on failure.
+    /// Runs a program to its end (`LocalProcess.check`); throws with its output on failure.
     static func run(_ path: String, _ arguments: [String]) throws {
         let executable = FileManager.default.isExecutableFile(atPath: path) ? path : "/usr" + path
-        let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("chatgate-bench-pg-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: outputPath) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { for pointer in argv { free(pointer) } }
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, executable, &actions, nil, argv, environ)
-        guard spawned == 0 else { throw BenchError("cannot run \(executable): error \(spawned)") }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) == -1 {
-            guard errno == EINTR else { throw BenchError("waitpid failed for \(executable): errno \(errno)") }
+        do {
+            try LocalProcess.check(executable, arguments)
+        } catch let error as LocalProcessError {
+            throw BenchError(error.description)
         }
-        guard status & 0x7f == 0, (status >> 8) & 0xff == 0 else {
-            let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
-            throw BenchError("\(executable) \(arguments.joined(separator: " ")) failed (status \(status)): \(text.prefix(500))")
-        }
-    }
-
-    /// A port of 127.0.0.1 free right now.
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw BenchError("socket() failed") }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0 else { throw BenchError("bind() failed") }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let named = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        guard named == 0 else { throw BenchError("getsockname() failed") }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 }
 

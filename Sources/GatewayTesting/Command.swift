@@ -1,4 +1,5 @@
 import Foundation
+import LocalProcess
 import Subprocess
 import Synchronization
 import SystemPackage
@@ -83,23 +84,7 @@ public enum Command {
     /// and needs no signal.
     public static func runBlocking(_ executable: String, _ arguments: [String], outputPath: String) throws -> Int32 {
         guard let path = resolve(executable) else { throw CommandError(description: "\(executable) is not installed") }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
-        defer { for pointer in argv { free(pointer) } }
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, path, &actions, nil, argv, environ)
-        guard spawned == 0 else { throw CommandError(description: "cannot run \(path): error \(spawned)") }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) == -1 {
-            guard errno == EINTR else { throw CommandError(description: "waitpid failed for \(path): errno \(errno)") }
-        }
-        // WIFEXITED and WEXITSTATUS, by hand: they are C macros.
-        return status & 0x7f == 0 ? (status >> 8) & 0xff : -1
+        return try LocalProcess.run(path, arguments, outputPath: outputPath)
     }
 
     /// An absolute path as it is, or a name looked up in `PATH`.

@@ -1,4 +1,5 @@
 import Foundation
+import LocalProcess
 import Synchronization
 
 /// A private PostgreSQL server for tests: one per test process, started on first use in a
@@ -70,17 +71,7 @@ public final class PostgresTestServer: Sendable {
     }
 
     /// The newest `/usr/lib/postgresql/<version>/bin` with `initdb`, or `PG_BIN` when set.
-    static func binDirectory() -> String? {
-        if let explicit = ProcessInfo.processInfo.environment["PG_BIN"],
-            FileManager.default.isExecutableFile(atPath: explicit + "/initdb")
-        {
-            return explicit
-        }
-        let root = "/usr/lib/postgresql"
-        let versions = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
-        return versions.compactMap(Int.init).sorted(by: >).map { "\(root)/\($0)/bin" }
-            .first { FileManager.default.isExecutableFile(atPath: $0 + "/initdb") }
-    }
+    static func binDirectory() -> String? { LocalProcess.postgresBinDirectory() }
 
     private init(binDirectory: String) throws {
         self.binDirectory = binDirectory
@@ -131,40 +122,18 @@ public final class PostgresTestServer: Sendable {
         }
     }
 
-    /// Runs a program to its end; throws with its output when it fails. Its output goes into a
-    /// file: the server `pg_ctl` starts inherits the child's descriptors (a pipe would never
-    /// reach its end).
+    /// Runs a program to its end (`LocalProcess.check`); throws with its output when it fails.
     static func run(_ path: String, _ arguments: [String]) throws {
         let executable = FileManager.default.isExecutableFile(atPath: path) ? path : "/usr" + path
-        let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("chatgate-pg-run-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: outputPath) }
-        let status = try Command.runBlocking(executable, arguments, outputPath: outputPath)
-        guard status == 0 else {
-            let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
-            throw TestServerError("\(executable) \(arguments.joined(separator: " ")) failed (status \(status)): \(text)")
+        do {
+            try LocalProcess.check(executable, arguments)
+        } catch let error as LocalProcessError {
+            throw TestServerError(error.description)
         }
     }
 
-    /// A port of 127.0.0.1 free right now (the kernel's pick for port 0).
-    public static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw TestServerError("socket() failed") }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0 else { throw TestServerError("bind() failed") }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let named = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        guard named == 0 else { throw TestServerError("getsockname() failed") }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
+    /// A port of 127.0.0.1 free right now.
+    public static func freePort() throws -> Int { try LocalProcess.freePort() }
 
     // MARK: Cleanup
 

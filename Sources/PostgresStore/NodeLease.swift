@@ -234,14 +234,14 @@ public final class NodeLease: Service, Sendable {
         }
     }
 
-    /// Live, not draining nodes, least loaded first.
-    public func liveNodes() async throws -> [ClusterNode] {
+    /// Live nodes, least loaded first: not draining ones, or with `includingDraining` all.
+    public func liveNodes(includingDraining: Bool = false) async throws -> [ClusterNode] {
         let now = clock.nowMillis()
         return try await store.access { [self] in
             let rows = try await store.client.query(
                 """
                 SELECT node_id, worker_id, ws_url, longpoll_url, sessions, max_sessions FROM cluster_nodes
-                WHERE lease_until >= \(now) AND NOT draining
+                WHERE lease_until >= \(now) AND (\(includingDraining) OR NOT draining)
                 ORDER BY sessions::float8 / greatest(max_sessions, 1), node_id
                 """, logger: logger)
             var nodes: [ClusterNode] = []

@@ -422,13 +422,7 @@ public final class PostgresClusterBus: ClusterBus, Service, Sendable {
         }
         // An earlier run of this worker id (a crash) may have left rows: none of them is live.
         do {
-            try await store.access { [store, logger] in
-                for try await _ in try await store.client.query(
-                    """
-                    WITH del AS (DELETE FROM cluster_presence WHERE worker_id = \(me))
-                    SELECT count(pg_notify('chatgate_w' || worker_id, \("r\t\(me)\n"))) FROM cluster_nodes WHERE worker_id <> \(me)
-                    """, logger: logger) {}
-            }
+            try await clearPresence(of: me)
         } catch {
             logger.warning("cluster bus: could not clear this node's old presence", metadata: ["error": "\(error)"])
         }
@@ -451,13 +445,7 @@ public final class PostgresClusterBus: ClusterBus, Service, Sendable {
             state.presence = [:]
         }
         do {
-            try await store.access { [store, logger] in
-                for try await _ in try await store.client.query(
-                    """
-                    WITH del AS (DELETE FROM cluster_presence WHERE worker_id = \(me))
-                    SELECT count(pg_notify('chatgate_w' || worker_id, \("r\t\(me)\n"))) FROM cluster_nodes WHERE worker_id <> \(me)
-                    """, logger: logger) {}
-            }
+            try await clearPresence(of: me)
         } catch {
             logger.debug("cluster bus: could not clear this node's presence at shutdown", metadata: ["error": "\(error)"])
         }
@@ -529,26 +517,6 @@ extension NodeLease {
                 logger: logger) {}
         }
     }
-
-    /// Live nodes, least loaded first; with `includingDraining`, draining ones too.
-    func liveNodes(includingDraining: Bool) async throws -> [ClusterNode] {
-        guard includingDraining else { return try await liveNodes() }
-        let now = clock.nowMillis()
-        return try await store.access { [self] in
-            let rows = try await store.client.query(
-                """
-                SELECT node_id, worker_id, ws_url, longpoll_url, sessions, max_sessions FROM cluster_nodes
-                WHERE lease_until >= \(now) ORDER BY node_id
-                """, logger: logger)
-            var nodes: [ClusterNode] = []
-            for try await (node, worker, ws, longpoll, sessions, maxSessions) in rows.decode((String, Int32, String, String, Int32, Int32).self) {
-                nodes.append(
-                    ClusterNode(
-                        id: node, workerID: Int(worker), wsURL: ws, longpollURL: longpoll, sessions: Int(sessions), maxSessions: Int(maxSessions)))
-            }
-            return nodes
-        }
-    }
 }
 
 extension PostgresStore {
@@ -562,4 +530,17 @@ extension PostgresStore {
         )
         """
     ])
+}
+
+extension PostgresClusterBus {
+    /// Deletes worker `me`'s rows of `cluster_presence` and tells every other node (`r`).
+    fileprivate func clearPresence(of me: Int32) async throws {
+        try await store.access { [store, logger] in
+            for try await _ in try await store.client.query(
+                """
+                WITH del AS (DELETE FROM cluster_presence WHERE worker_id = \(me))
+                SELECT count(pg_notify('chatgate_w' || worker_id, \("r\t\(me)\n"))) FROM cluster_nodes WHERE worker_id <> \(me)
+                """, logger: logger) {}
+        }
+    }
 }
