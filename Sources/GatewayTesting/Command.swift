@@ -102,10 +102,13 @@ public enum Command {
 }
 
 extension TerminationStatus {
-    /// The exit code, or -1 when a signal ended the program.
+    /// The exit code, or 128 + the signal's number when a signal ended the program (as a
+    /// shell reports it), so a crash (139: SIGSEGV, 134: SIGABRT) can be told from a kill (137).
     public var exitCode: Int32 {
-        if case .exited(let code) = self { return code }
-        return -1
+        switch self {
+        case .exited(let code): code
+        case .signaled(let signal): 128 + signal
+        }
     }
 }
 
