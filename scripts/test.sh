@@ -58,6 +58,11 @@ phase() {
 }
 phase 900 --skip "$isolated"
 phase 1200 --no-parallel --filter "$isolated"
+# The single-node behaviour suites again, every gateway on PostgreSQL (StoreBackend.default):
+# the same tests on both backends (the cluster suites already run on PostgreSQL).
+onboth='EndToEndTests\.(AdminTests|PushTests)|ChatClientTests|ChatCommandTests|TLSTests|ChurnMemoryTests|AdminBrowserTests|DemoBrowserTests'
+CHATGATE_TEST_STORE=postgres phase 900 --filter EndToEndTests --skip "$isolated"
+CHATGATE_TEST_STORE=postgres phase 900 --no-parallel --filter "$onboth"
 # The heavy reliability tests (Autobahn, the frame fuzzer, idle connections), alone and one at a time.
 export CHATGATE_HEAVY_TESTS=1
 phase 1200 --no-parallel --filter 'AutobahnTests|FrameFuzzTests|thousandsOfIdleConnections'

@@ -25,7 +25,7 @@ struct MediaTests {
     static func start(directory: URL? = nil) async throws -> TestGateway {
         let directory = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("chatgate-media-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let extra = "media: { dir: \"\(directory.path)/media\", max_bytes: 2097152, inline_max_bytes: 32768 }"
+        let extra = "media: { dir: \"\(directory.path)/media\", shared_dir: true, max_bytes: 2097152, inline_max_bytes: 32768 }"
         return try await TestGateway.start(extra: extra, pipeline: pipeline, directory: directory)
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import GatewayTesting
 import Testing
 
@@ -10,10 +11,22 @@ enum StoreBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
 
     var testDescription: String { rawValue }
 
-    /// The `store:` line (and, on PostgreSQL, a `media:` line) of a gateway's config: a file in `directory`, or a fresh database of
-    /// the test process's PostgreSQL server (the test is skipped, with the reason, when
+    /// The store of every test that does not name one: `CHATGATE_TEST_STORE=postgres` runs the
+    /// single-node behaviour suites on PostgreSQL (scripts/test.sh does, in its own phase);
+    /// SQLite otherwise.
+    static let `default`: StoreBackend = {
+        let name = ProcessInfo.processInfo.environment["CHATGATE_TEST_STORE"] ?? "sqlite"
+        guard let backend = StoreBackend(rawValue: name) else {
+            fatalError("CHATGATE_TEST_STORE must be sqlite or postgres, not \(name)")
+        }
+        return backend
+    }()
+
+    /// The `store:` line (and, on PostgreSQL, a `media:` line unless `media` is false) of a
+    /// gateway's config: a file in `directory`, or a database of the test process's PostgreSQL
+    /// server, one per directory (a gateway restarted on the same directory finds its data) (the test is skipped, with the reason, when
     /// PostgreSQL is not installed and not required).
-    func storeLine(directory: URL, durability: String = "relaxed") throws -> String {
+    func storeLine(directory: URL, durability: String = "relaxed", media: Bool = true) throws -> String {
         switch self {
         case .sqlite:
             return "store: { kind: sqlite, path: \"\(directory.path)/chat.db\", durability: \(durability) }"
@@ -24,8 +37,21 @@ enum StoreBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
             // timeout_ms 30000: see openPostgres in PostgresStoreTests (a loaded 2-core machine).
             // A test's nodes share its directory, so its media dir may be declared shared (media
             // backend fs is refused on PostgreSQL otherwise).
-            return "store: { kind: postgres, url: \"\(try server.createDatabase())\", pool_size: 8, durability: \(durability), timeout_ms: 30000 }\n"
-                + "media: { dir: \"\(directory.path)/media\", shared_dir: true }"
+            return "store: { kind: postgres, url: \"\(try Self.database(for: directory, on: server))\", pool_size: 8, durability: \(durability), timeout_ms: 30000 }"
+                + (media ? "\nmedia: { dir: \"\(directory.path)/media\", shared_dir: true }" : "")
         }
     }
+
+    /// The database of the gateways whose files are in `directory`: created the first time.
+    private static func database(for directory: URL, on server: PostgresTestServer) throws -> String {
+        if let url = databases.withLock({ $0[directory.path] }) { return url }
+        let url = try server.createDatabase()
+        return databases.withLock { databases in
+            if let existing = databases[directory.path] { return existing }
+            databases[directory.path] = url
+            return url
+        }
+    }
+
+    private static let databases = Mutex<[String: String]>([:])
 }

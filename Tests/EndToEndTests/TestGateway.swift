@@ -30,13 +30,14 @@ final class TestGateway: Sendable {
 
     /// Boots a gateway; `extra` is YAML appended at the top level (it may replace sections),
     /// `pipeline` replaces the default pipeline list.
-    /// `backend` picks the store when `extra` has no `store:` section.
+    /// `backend` picks the store when `extra` has no `store:` section (`StoreBackend.default`:
+    /// SQLite unless `CHATGATE_TEST_STORE` names PostgreSQL).
     static func start(
-        extra: String = "", pipeline: String? = nil, clock: any GatewayClock = SystemClock(), directory: URL? = nil, backend: StoreBackend = .sqlite
+        extra: String = "", pipeline: String? = nil, clock: any GatewayClock = SystemClock(), directory: URL? = nil, backend: StoreBackend = .default
     ) async throws -> TestGateway {
         let directory = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("chatgate-e2e-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let extra = backend == .sqlite || extra.contains("store:") ? extra : try backend.storeLine(directory: directory) + "\n" + extra
+        let extra = backend == .sqlite || extra.contains("store:") ? extra : try backend.storeLine(directory: directory, media: !extra.contains("media:")) + "\n" + extra
         let yaml = Self.yaml(directory: directory, extra: extra, pipeline: pipeline)
         let configuration = try ConfigLoader.load(text: yaml, file: "test.yaml", environment: [:])
         var logger = Logger(label: "e2e")
