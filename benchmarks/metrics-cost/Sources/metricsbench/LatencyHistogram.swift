@@ -1,0 +1,1 @@
+../../../../Sources/GatewayCore/Pipeline/LatencyHistogram.swift
