@@ -455,6 +455,7 @@ export class ChatClient {
     this.connection = connection;
     this._onHello(opened.hello, "longpoll");
     (async () => {
+      let unavailable = 0;
       while (!done) {
         abort = typeof AbortController === "function" ? new AbortController() : null;
         let reply;
@@ -465,9 +466,17 @@ export class ChatClient {
             retryToken: false, signal: abort ? abort.signal : undefined, timeoutMs: this.options.pollTimeoutMs + 10000,
           });
         } catch (error) {
+          // 503 on a poll: in a cluster, the node holding the session died and another takes it
+          // over once its lease ran out; keep the session (a few tries), then start over.
+          if (!done && error.status === 503 && unavailable < 10) {
+            unavailable += 1;
+            await sleep(Math.min(error.retryAfterMs || 1000, 5000));
+            continue;
+          }
           if (!done) finish(this._httpOutcome(error));
           return;
         }
+        unavailable = 0;
         if (done) return;
         for (const frame of reply.frames || []) this._onFrame(frame);
       }
