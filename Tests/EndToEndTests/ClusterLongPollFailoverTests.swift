@@ -18,7 +18,7 @@ struct ClusterLongPollFailoverTests {
     static func config(directory: URL, node: String, url: String) throws -> String {
         let path = directory.appendingPathComponent("\(node).yaml").path
         let yaml = """
-            node: { id: \(node), worker_id: auto, lease_ms: 1500 }
+            node: { id: \(node), worker_id: auto, lease_ms: 3000 }
             listen:
               public: { host: 127.0.0.1, port: 0 }
               admin: { host: 127.0.0.1, port: 0, token: admin-test-token }
@@ -139,9 +139,13 @@ struct ClusterLongPollFailoverTests {
             throw ChildGateway.ChildError(description: "no node answered a poll within 30 s: \(seen.prefix(4)) … \(seen.suffix(2))")
         }
 
-        /// Polls (and keeps what arrives) until it holds every seq through `seq`.
+        /// Polls (and keeps what arrives) until it holds every seq through `seq` (at most 45 s).
         func pollThrough(_ seq: Int64) async throws {
+            let deadline = ContinuousClock.now + .seconds(45)
             while ack < seq {
+                guard ContinuousClock.now < deadline else {
+                    throw ChildGateway.ChildError(description: "seq \(seq) not received within 45 s; have \(received.map(\.seq))")
+                }
                 for message in try await poll().messages {
                     let s = message["seq"]?.int64Value ?? -1
                     received.append((s, message["body"]?.stringValue ?? ""))
@@ -178,7 +182,11 @@ struct ClusterLongPollFailoverTests {
         // by A, not acknowledged.
         for n in 6..<9 { try await send(n) }
         var handedOut: Set<Int64> = []
+        let deadline = ContinuousClock.now + .seconds(30)
         while !handedOut.isSuperset(of: [7, 8, 9]) {
+            guard ContinuousClock.now < deadline else {
+                throw ChildGateway.ChildError(description: "seqs 7...9 did not reach A's session within 30 s: \(handedOut)")
+            }
             let answer = try await request(
                 .GET, port: a.publicPort, "/v1/lp/poll?session=\(session)&timeout_ms=5000&ack=\(bob.ack)", token: bobToken)
             #expect(answer.status == 200)
