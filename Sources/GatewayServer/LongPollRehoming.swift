@@ -69,7 +69,14 @@ extension LongPollRegistry {
         guard let ended else { return }
         Task {
             do {
-                try await directory.save(records, ended: ended)
+                let lost = try await directory.save(records, ended: ended)
+                // Taken over by another node while this node's lease had lapsed: that node
+                // delivers them now; the copies here end (their rows stay the other node's).
+                for id in lost {
+                    guard let connection = sessions.withLock({ $0[id] }) else { continue }
+                    gateway.logger.warning("long-poll session taken over by another node; ending it here", metadata: ["gateway.session": "\(id)"])
+                    remove(connection)
+                }
             } catch {
                 gateway.logger.warning("long-poll checkpoint failed", metadata: ["error": "\(error)", "gateway.sessions": "\(records.count)"])
                 durable.withLock { state in

@@ -23,7 +23,8 @@ extension PostgresClusterBus: LongPollDirectory {
         }
     }
 
-    public func save(_ records: [LongPollRecord], ended: [String]) async throws {
+    @discardableResult
+    public func save(_ records: [LongPollRecord], ended: [String]) async throws -> Set<String> {
         let (worker, instance) = try owner
         let now = clock.nowMillis()
         let extra = lease.leaseMs
@@ -34,7 +35,7 @@ extension PostgresClusterBus: LongPollDirectory {
         let expiries = records.map { $0.expiresAt + extra }
         let live = Set(ids)
         let gone = ended.filter { !live.contains($0) }
-        try await store.access { [store, logger] in
+        let saved: Set<String> = try await store.access { [store, logger] in
             let query: PostgresQuery = """
                 WITH gone AS (
                     DELETE FROM longpoll_sessions WHERE session_id = ANY(\(gone)::text[]) AND owner_worker = \(worker) AND owner_instance = \(instance)),
@@ -44,9 +45,13 @@ extension PostgresClusterBus: LongPollDirectory {
                 FROM unnest(\(ids)::text[], \(users)::text[], \(devices)::text[], \(seqs)::int8[], \(expiries)::int8[]) AS v(id, u, d, seq, exp)
                 ON CONFLICT (session_id) DO UPDATE SET acked_seq = greatest(s.acked_seq, excluded.acked_seq), expires_at = excluded.expires_at
                 WHERE s.owner_worker = excluded.owner_worker AND s.owner_instance = excluded.owner_instance
+                RETURNING s.session_id
                 """
-            for try await _ in try await store.client.query(query, logger: logger) {}
+            var saved: Set<String> = []
+            for try await id in try await store.client.query(query, logger: logger).decode(String.self) { saved.insert(id) }
+            return saved
         }
+        return live.subtracting(saved)
     }
 
     public func locate(session: String) async throws -> LongPollLocation {

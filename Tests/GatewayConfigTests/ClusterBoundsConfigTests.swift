@@ -4,7 +4,7 @@ import Testing
 
 /// `cluster.bus_queue` and `cluster.relay_max_bytes`: defaults, accepted values, and ranges
 /// refused at the key with the range in the message.
-@Suite("cluster: bounds of the bus queue and the long-poll relay")
+@Suite("cluster: bounds of the bus queue and the long-poll relay", .timeLimit(.minutes(1)))
 struct ClusterBoundsConfigTests {
     static let pipeline = """
         pipeline:

@@ -4,7 +4,7 @@ import Testing
 
 /// The seq scans a re-homed long-poll session relies on (`LongPollDirectory.swift`): they read
 /// what `ServerFrame` writes, and nothing else.
-@Suite("ServerFrame: seq of message frames and inbox_seq of hello")
+@Suite("ServerFrame: seq of message frames and inbox_seq of hello", .timeLimit(.minutes(1)))
 struct LongPollSeqTests {
     static func message(seq: Int64?, body: String = "\"hi\"") -> ByteBuffer {
         let stored = StoredMessage(

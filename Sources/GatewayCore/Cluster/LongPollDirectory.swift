@@ -11,7 +11,10 @@ import NIOCore
 public protocol LongPollDirectory: Sendable {
     /// Inserts or refreshes rows owned by this node (a row another node claimed is left alone),
     /// and deletes the rows of `ended` sessions this node owned and the expired rows of anyone.
-    func save(_ records: [LongPollRecord], ended: [String]) async throws
+    /// Returns the sessions of `records` whose rows another node holds now (it took them over
+    /// while this node's lease had lapsed): this node lets go of them.
+    @discardableResult
+    func save(_ records: [LongPollRecord], ended: [String]) async throws -> Set<String>
 
     /// Who holds `session`: another live node (relay there), nobody live (re-home it), or no
     /// such session (expired, closed, or it never existed; also when this node owns the row).
