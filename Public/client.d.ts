@@ -91,6 +91,8 @@ export interface ChatClientOptions {
   getToken?: () => string | Promise<string>;
   /** "auto" (default): WebSocket, long-poll when a WebSocket cannot open. */
   transport?: "auto" | "websocket" | "longpoll";
+  /** In a cluster: before each (re)connect, ask `url` (the entry point) for `GET /v1/discover` and connect to the node it names; `url` itself when that fails. Default false. */
+  discover?: boolean;
   /** This device's id; default: a random id kept in `storage`. */
   device?: string;
   /** Where cur_max_seq (per user) and the device id are kept; default: localStorage. */

@@ -22,7 +22,7 @@ fi
 # Suites that run child gateways, browsers or real-time timers: on a 2-core machine they are
 # starved (and their timeouts fire) when everything runs at once, so they run after the rest,
 # one test at a time.
-isolated='AdminBrowserTests|DemoBrowserTests|ChatClientTests|ChatCommandTests|DurabilityTests|ChurnMemoryTests|EndToEndTests\.PushTests|PostgresRestartTests|PostgresOutageTests|TLSTests|ClusterLeaseTests|ClusterBusTests|ClusterBusRecordTests|ClusterClientTests|ClusterFailoverTests|EndToEndTests\.AdminTests'
+isolated='AdminBrowserTests|DemoBrowserTests|ChatClientTests|ChatCommandTests|DurabilityTests|ChurnMemoryTests|EndToEndTests\.PushTests|PostgresRestartTests|PostgresOutageTests|TLSTests|ClusterLeaseTests|ClusterBusTests|ClusterBusRecordTests|ClusterClientTests|ClusterFailoverTests|ClusterLongPollFailoverTests|ClientDiscoverBrowserTests|EndToEndTests\.AdminTests'
 # `phase SECONDS swift-test-arguments…`: one `swift test` run with a watchdog. SwiftPM prints a
 # run's output only when it ends, so a run that hangs would show nothing until CI's own limit:
 # past SECONDS the watchdog prints what runs (and each test thread's stack when gdb is

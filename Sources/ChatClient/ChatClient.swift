@@ -3,6 +3,7 @@ import Foundation
 import GatewayCore
 import NIOCore
 import NIOHTTP1
+import Synchronization
 
 /// A ChatGateway client for apps: it keeps a session open and loses no message.
 ///
@@ -37,7 +38,11 @@ public actor ChatClient {
     /// The signed-in user, known after the first `hello`.
     public private(set) var user: String?
     /// The highest inbox seq handed to the app.
-    public private(set) var curMaxSeq: Int64 = 0
+    public private(set) var curMaxSeq: Int64 = 0 {
+        didSet { ackShare.store(curMaxSeq, ordering: .relaxed) }
+    }
+    /// `curMaxSeq` for the long-poll transport's `ack` (read outside the actor).
+    private nonisolated let ackShare = Atomic<Int64>(0)
     public private(set) var state: ConnectionState = .idle
     /// The transport of the open session, if any.
     public var transportKind: ChatTransportKind? { transport?.kind }
@@ -201,11 +206,11 @@ public actor ChatClient {
                     // The WebSocket cannot open here (a proxy, a firewall): try long-poll, and keep
                     // to it while it works.
                     setState(.connecting(.longPoll))
-                    opened = try await LongPollTransport.open(api: http, token: token, configuration: configuration)
+                    opened = try await LongPollTransport.open(api: http, token: token, configuration: configuration, ack: { [weak self] in self?.ackShare.load(ordering: .relaxed) ?? 0 })
                     webSocketRefused = true
                 }
             } else {
-                opened = try await LongPollTransport.open(api: http, token: token, configuration: configuration)
+                opened = try await LongPollTransport.open(api: http, token: token, configuration: configuration, ack: { [weak self] in self?.ackShare.load(ordering: .relaxed) ?? 0 })
             }
         } catch {
             return error.info

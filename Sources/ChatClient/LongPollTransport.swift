@@ -13,6 +13,9 @@ final class LongPollTransport: ClientTransport {
     private let token: String
     private let session: String
     private let configuration: ChatClientConfiguration
+    /// The client's `cur_max_seq`, sent as each poll's `ack` (a node that takes the session over
+    /// after its node died delivers from there).
+    private let ack: @Sendable () -> Int64
     /// Guards the queued frames, whether a flush runs, the end, and the poll task.
     private let state = Mutex<State>(State())
 
@@ -25,7 +28,10 @@ final class LongPollTransport: ClientTransport {
 
     private var query: String { "?session=\(session)" }
 
-    private init(api: HTTPAPI, token: String, session: String, hello: JSONObject, configuration: ChatClientConfiguration) {
+    private init(
+        api: HTTPAPI, token: String, session: String, hello: JSONObject, configuration: ChatClientConfiguration, ack: @escaping @Sendable () -> Int64
+    ) {
+        self.ack = ack
         let (stream, continuation) = AsyncStream.makeStream(of: InboundEvent.self, bufferingPolicy: .bufferingOldest(4096))
         inbound = stream
         self.continuation = continuation
@@ -36,7 +42,9 @@ final class LongPollTransport: ClientTransport {
         self.configuration = configuration
     }
 
-    static func open(api: HTTPAPI, token: String, configuration: ChatClientConfiguration) async throws(ConnectFailure) -> LongPollTransport {
+    static func open(
+        api: HTTPAPI, token: String, configuration: ChatClientConfiguration, ack: @escaping @Sendable () -> Int64 = { 0 }
+    ) async throws(ConnectFailure) -> LongPollTransport {
         var body: JSONObject = [:]
         if let device = configuration.device { body["device"] = .string(device) }
         let opened: JSONValue
@@ -48,18 +56,25 @@ final class LongPollTransport: ClientTransport {
         guard let session = opened["session"]?.stringValue, let hello = opened["hello"]?.objectValue else {
             throw ConnectFailure(info: CloseInfo(reason: "malformed long-poll open answer", neverOpened: true))
         }
-        let transport = LongPollTransport(api: api, token: token, session: session, hello: hello, configuration: configuration)
+        let transport = LongPollTransport(api: api, token: token, session: session, hello: hello, configuration: configuration, ack: ack)
         transport.startPolling()
         return transport
     }
 
     private func startPolling() {
         let task = Task { [self] in
+            var unavailable = 0
             while !Task.isCancelled {
-                let path = "/v1/lp/poll\(query)&timeout_ms=\(configuration.pollTimeoutMs)"
+                let path = "/v1/lp/poll\(query)&timeout_ms=\(configuration.pollTimeoutMs)&ack=\(max(0, ack()))"
                 do {
                     let reply = try await api.json(.GET, path, token: token, timeoutMs: configuration.pollTimeoutMs + 10000)
+                    unavailable = 0
                     deliver(reply)
+                } catch let error as ChatError where error.status == 503 && unavailable < 10 {
+                    // In a cluster the node holding the session died; another takes it over once
+                    // its lease ran out: keep the session a few tries, then start over.
+                    unavailable += 1
+                    try? await Task.sleep(for: .milliseconds(min(error.retryAfterMs ?? 1000, 5000)))
                 } catch let error as ChatError {
                     end(CloseInfo.http(error))
                     return

@@ -82,9 +82,13 @@ public final class Gateway: Sendable {
         return "\(node.id)-\(stats.startedAt % 1_000_000_000)-\(n)"
     }
 
-    /// Registers a live session; refuses past the caps.
-    public func open(identity: Identity, device: String?, transport: TransportKind, remoteAddress: String?, connection: any SessionConnection) throws(GatewayError) -> Session {
-        let sessionID = makeSessionID()
+    /// Registers a live session; refuses past the caps. `sessionID`: the id of a session moved
+    /// here from another node (a re-homed long-poll session); nil: a new one.
+    public func open(
+        identity: Identity, device: String?, transport: TransportKind, remoteAddress: String?, connection: any SessionConnection,
+        sessionID: String? = nil
+    ) throws(GatewayError) -> Session {
+        let sessionID = sessionID ?? makeSessionID()
         let principal = Principal(user: identity.user, device: device ?? sessionID, session: sessionID, transport: transport, remoteAddress: remoteAddress)
         let session = Session(
             principal: principal, connection: connection, openedAt: clock.nowMillis(), tokenExpiresAt: identity.expiresAt, live: stats.live)

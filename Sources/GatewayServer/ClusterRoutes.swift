@@ -10,7 +10,9 @@ import NIOPosix
 /// holds is relayed to that node (its registered `longpoll_url`), and its answer returned as
 /// is. The session stays where it was opened, with all its single-node guarantees; only the
 /// HTTP request takes one more hop. A relayed request carries `X-ChatGateway-Relayed` and is
-/// never relayed again (the owner answers `404` if it no longer holds the session).
+/// never relayed again (the owner answers `404` if it no longer holds the session). A session
+/// whose node is no longer live (its lease ran out or was released) is re-homed on the node
+/// the request reached (`LongPollRehoming.swift`).
 extension PublicRoutes {
     static let relayedHeader = "X-ChatGateway-Relayed"
 
@@ -25,13 +27,37 @@ extension PublicRoutes {
     }()
 
     /// The owner's answer when another node holds the request's session; nil when this node
-    /// holds it, or nobody does (the request then gets this node's own answer, `404`).
-    func relayLongPoll(_ request: Request, _ operation: String) async throws -> Response? {
+    /// holds it (or has just re-homed it), or nobody does (the request then gets this node's own
+    /// answer, `404`).
+    func relayLongPoll(_ request: Request, _ operation: String, remoteAddress: String?) async throws -> Response? {
         guard let session = request.query("session"), !session.isEmpty, session.utf8.count <= 256, !longPoll.holds(session) else { return nil }
         guard let name = HTTPField.Name(Self.relayedHeader), request.headers[name] == nil else { return nil }
-        let owner: String?
+        var owner: String?
         do {
-            owner = try await gateway.cluster.longPollOwner(session: session)
+            if let directory = longPoll.directory {
+                // At most twice: a claim lost to another node makes that node the owner.
+                for _ in 0..<2 {
+                    switch try await directory.locate(session: session) {
+                    case .remote(let url):
+                        owner = url
+                    case .unknown:
+                        return nil
+                    case .orphaned(let record):
+                        guard let token = request.bearerToken else { return nil }
+                        let identity = try await gateway.authenticate(token: token)
+                        // Another user's token: this node's own answer, `404`.
+                        guard identity.user == record.user else { return nil }
+                        let ack = request.query("ack").flatMap(Int64.init).flatMap { $0 >= 0 ? $0 : nil }
+                        if try await longPoll.rehome(record, identity: identity, ack: ack, remoteAddress: remoteAddress) { return nil }
+                        continue
+                    }
+                    break
+                }
+            } else {
+                owner = try await gateway.cluster.longPollOwner(session: session)
+            }
+        } catch let error as GatewayError {
+            throw error
         } catch {
             throw GatewayError.unavailable("the cluster's node table cannot be read; retry shortly", retryAfterMs: 1000)
         }
@@ -63,7 +89,7 @@ extension PublicRoutes {
         }
         let body: ByteBuffer
         do {
-            body = try await response.body.collect(upTo: 64 << 20)
+            body = try await response.body.collect(upTo: longPoll.relayMaxBytes)
         } catch {
             throw GatewayError.unavailable("the node holding this long-poll session did not answer; retry shortly", retryAfterMs: 1000)
         }

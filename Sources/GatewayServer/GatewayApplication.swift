@@ -57,7 +57,8 @@ public final class GatewayApplication: Sendable {
         self.admission = ConnectionAdmission(
             maxTotal: configuration.limits.maxConnections, maxPerAddress: configuration.limits.maxConnectionsPerIP)
         self.addresses = ClientAddressResolver(trustedProxies: configuration.listen.public.trustedProxies)
-        self.longPoll = LongPollRegistry(gateway: gateway, settings: configuration.longpoll, admission: admission)
+        self.longPoll = LongPollRegistry(
+            gateway: gateway, settings: configuration.longpoll, admission: admission, relayMaxBytes: configuration.cluster.relayMaxBytes)
         self.heartbeats = HeartbeatSweeper(gateway: gateway, timeoutMs: configuration.presence.offlineAfterMs)
         self.tokenDeadlines = TokenDeadlines(eventLoop: MultiThreadedEventLoopGroup.singleton.next(), clock: gateway.clock)
         self.extraServices = services

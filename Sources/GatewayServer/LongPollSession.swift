@@ -25,6 +25,17 @@ final class LongPollSession: SessionConnection, Sendable {
         /// this session: left to fire, a closed session would live on until then). On the
         /// gateway's clock.
         var timer: ClockTimer?
+        /// The highest inbox seq the client confirmed: its poll's `ack`, or, without one, the last
+        /// seq of the answer before its latest poll. Saved in the cluster's session row.
+        var confirmedSeq: Int64 = 0
+        /// The highest message seq handed to a poll answer.
+        var answeredSeq: Int64 = 0
+        /// A re-homed session loading its inbox: live frames wait in `held` until it is loaded.
+        var catchingUp = false
+        var held: [ByteBuffer] = []
+        /// A re-homed session drops live message frames at or below this seq (they came from
+        /// the inbox already).
+        var floorSeq: Int64?
     }
 
     let id: String
@@ -35,11 +46,11 @@ final class LongPollSession: SessionConnection, Sendable {
     /// Guards the frame queue and the waiting poll.
     private let state: Mutex<State>
 
-    init(id: String, registry: LongPollRegistry, maxQueue: Int, now: Int64) {
+    init(id: String, registry: LongPollRegistry, maxQueue: Int, now: Int64, catchingUp: Bool = false) {
         self.id = id
         self.registry = registry
         self.maxQueue = maxQueue
-        self.state = Mutex(State(lastSeen: now))
+        self.state = Mutex(State(lastSeen: now, catchingUp: catchingUp))
         registry.gateway.stats.live.longPollConnections.wrappingIncrement(ordering: .relaxed)
     }
 
@@ -52,6 +63,12 @@ final class LongPollSession: SessionConnection, Sendable {
     func send(_ frame: ByteBuffer) -> Bool {
         let (accepted, wake): (Bool, (Waiter, [ByteBuffer])?) = state.withLock { state in
             guard !state.closed else { return (true, nil) }
+            if let floor = state.floorSeq, let seq = ServerFrame.messageSeq(frame), seq <= floor { return (true, nil) }
+            if state.catchingUp {
+                guard state.held.count < maxQueue else { return (false, nil) }
+                state.held.append(frame)
+                return (true, nil)
+            }
             if let waiter = state.waiter {
                 state.waiter = nil
                 state.timer?.cancel()
@@ -76,11 +93,22 @@ final class LongPollSession: SessionConnection, Sendable {
 
     // MARK: Polling
 
-    /// Waits up to `timeoutMs` for frames; returns at once if some are queued.
-    func poll(timeoutMs: Int, now: Int64, eventLoop: any EventLoop) async -> [ByteBuffer] {
+    /// Waits up to `timeoutMs` for frames; returns at once if some are queued. `ack`: the
+    /// highest seq the client holds, if it said so.
+    func poll(timeoutMs: Int, now: Int64, eventLoop: any EventLoop, ack: Int64? = nil) async -> [ByteBuffer] {
+        let frames = await wait(timeoutMs: timeoutMs, now: now, eventLoop: eventLoop, ack: ack)
+        if let top = frames.lazy.compactMap(ServerFrame.messageSeq).max() {
+            state.withLock { $0.answeredSeq = max($0.answeredSeq, top) }
+        }
+        return frames
+    }
+
+    private func wait(timeoutMs: Int, now: Int64, eventLoop: any EventLoop, ack: Int64?) async -> [ByteBuffer] {
         await withCheckedContinuation { (continuation: CheckedContinuation<[ByteBuffer], Never>) in
             let (immediate, replaced, waiterID): ([ByteBuffer]?, Waiter?, UInt64) = state.withLock { state in
                 state.lastSeen = now
+                // A new poll: the client has the answer before it (or says what it has).
+                state.confirmedSeq = max(state.confirmedSeq, ack ?? state.answeredSeq)
                 if state.closed { return ([], nil, 0) }
                 if !state.queue.isEmpty {
                     defer { state.queue = [] }
@@ -131,6 +159,36 @@ final class LongPollSession: SessionConnection, Sendable {
         state.withLock { $0.lastSeen = now }
     }
 
+    /// The highest seq the client confirmed (see `State.confirmedSeq`).
+    var confirmedSeq: Int64 { state.withLock { $0.confirmedSeq } }
+
+    func confirm(_ seq: Int64) {
+        state.withLock { $0.confirmedSeq = max($0.confirmedSeq, seq) }
+    }
+
+    /// Ends a re-homed session's catch-up: `loaded` (the inbox after the client's seq, through
+    /// `through`) goes first, then the live frames held meanwhile that are not among them.
+    /// Returns false when that is more than the queue holds (the caller ends the session).
+    func finishCatchUp(loaded: [ByteBuffer], through: Int64) -> Bool {
+        let (fits, wake): (Bool, (Waiter, [ByteBuffer])?) = state.withLock { state in
+            state.catchingUp = false
+            state.floorSeq = through
+            let live = state.held.filter { frame in ServerFrame.messageSeq(frame).map { $0 > through } ?? true }
+            state.held = []
+            state.queue = loaded + live
+            guard state.queue.count <= maxQueue else { return (false, nil) }
+            guard !state.queue.isEmpty, let waiter = state.waiter else { return (true, nil) }
+            state.waiter = nil
+            state.timer?.cancel()
+            state.timer = nil
+            state.lastSeen = registry.clock.nowMillis()
+            defer { state.queue = [] }
+            return (true, (waiter, state.queue))
+        }
+        if let (waiter, frames) = wake { waiter.continuation.resume(returning: frames) }
+        return fits
+    }
+
     /// Ends the session: a waiting poll returns what is queued.
     func shutdown() {
         let (waiter, frames): (Waiter?, [ByteBuffer]) = state.withLock { state in
@@ -153,21 +211,30 @@ final class LongPollRegistry: Sendable {
     let settings: LongPollSettings
     /// A long-poll session holds a place on the public port while it lives, as a socket does.
     let admission: ConnectionAdmission
+    /// Most bytes of an answer relayed from another node (`cluster.relay_max_bytes`).
+    let relayMaxBytes: Int
     var clock: any GatewayClock { gateway.clock }
     /// Guards the map of session id → long-poll session.
-    private let sessions = Mutex<[String: LongPollSession]>([:])
+    let sessions = Mutex<[String: LongPollSession]>([:])
     private let sweeper = Mutex<RepeatedClockTask?>(nil)
+    /// Cluster mode: sessions ended since the last checkpoint (their rows are deleted then),
+    /// whether a checkpoint runs, and the sessions being re-homed here
+    /// (`LongPollRehoming.swift`).
+    let durable = Mutex(DurableState())
 
-    init(gateway: Gateway, settings: LongPollSettings, admission: ConnectionAdmission) {
+    init(gateway: Gateway, settings: LongPollSettings, admission: ConnectionAdmission, relayMaxBytes: Int = 64 << 20) {
         self.gateway = gateway
         self.settings = settings
         self.admission = admission
+        self.relayMaxBytes = relayMaxBytes
     }
 
     var count: Int { sessions.withLock { $0.count } }
 
     /// Opens a long-poll session for an authenticated user.
-    func open(identity: Identity, device: String?, remoteAddress: String?) throws(GatewayError) -> (LongPollSession, Session) {
+    func open(
+        identity: Identity, device: String?, remoteAddress: String?, sessionID: String? = nil, catchingUp: Bool = false
+    ) throws(GatewayError) -> (LongPollSession, Session) {
         guard count < settings.maxSessions else {
             throw GatewayError.unavailable("this node is at capacity", retryAfterMs: 5000)
         }
@@ -176,11 +243,13 @@ final class LongPollRegistry: Sendable {
         case .perAddress?: throw GatewayError(.rateLimited, "too many connections from this address", retryAfterMs: 5000)
         case nil: break
         }
-        let id = gateway.makeSessionID()
-        let connection = LongPollSession(id: id, registry: self, maxQueue: gateway.limits.outboundQueue, now: clock.nowMillis())
+        let id = sessionID ?? gateway.makeSessionID()
+        let connection = LongPollSession(
+            id: id, registry: self, maxQueue: gateway.limits.outboundQueue, now: clock.nowMillis(), catchingUp: catchingUp)
         let session: Session
         do {
-            session = try gateway.open(identity: identity, device: device, transport: .longpoll, remoteAddress: remoteAddress, connection: connection)
+            session = try gateway.open(
+                identity: identity, device: device, transport: .longpoll, remoteAddress: remoteAddress, connection: connection, sessionID: id)
         } catch {
             admission.release(address: remoteAddress)
             throw error
@@ -209,6 +278,7 @@ final class LongPollRegistry: Sendable {
         }
         connection.shutdown()
         if removed, let session = connection.session.withLock({ $0 }) {
+            ended(session.id)
             gateway.close(session)
             admission.release(address: session.principal.remoteAddress)
             // The session holds this connection (`Session.connection`): keeping it here too
@@ -222,6 +292,7 @@ final class LongPollRegistry: Sendable {
         let ttl = Int64(settings.sessionTTLMs)
         let expired = sessions.withLock { map in map.values.filter { $0.isExpired(now: now, ttl: ttl) } }
         for connection in expired { remove(connection) }
+        checkpoint()
     }
 
     /// Starts the expiry sweep on `eventLoop`, every quarter of the time-to-live of the

@@ -32,6 +32,7 @@ enum PublicAssets {
           syncLimit: 500,
           maxPendingSends: 1000,
           deliveredDelayMs: 200,
+          discover: false,
         };
 
         /** An error from the gateway (`code` from PROTOCOL.md section 3) or from the client itself. */
@@ -99,6 +100,7 @@ enum PublicAssets {
            * @param {string} [options.token] a JWT
            * @param {() => Promise<string>|string} [options.getToken] returns a fresh JWT (called at connect without `token`, and when the gateway refuses the current one)
            * @param {"auto"|"websocket"|"longpoll"} [options.transport]
+           * @param {boolean} [options.discover] in a cluster: before each (re)connect, ask `url` (the entry point) for `GET /v1/discover` and connect to the node it names; `url` itself when that fails
            * @param {string} [options.device] this device's id; default: one random id kept in `storage`
            * @param {{get(key: string): string|null, set(key: string, value: string): void}} [options.storage]
            */
@@ -106,6 +108,7 @@ enum PublicAssets {
             this.options = { ...DEFAULTS, ...options };
             const base = options.url || (globalThis.location ? globalThis.location.origin : "");
             this.baseURL = base.replace(/\/+$/, "").replace(/^ws(s?):/, "http$1:");
+            this.entryURL = this.baseURL;
             this.token = options.token || null;
             this.storage = options.storage || localStorageHook();
             this.device = options.device || this._storedDevice();
@@ -241,6 +244,7 @@ enum PublicAssets {
 
           /** One session on one transport; resolves with how it ended. */
           async _session() {
+            if (this.options.discover) this.baseURL = await this._discover();
             const mode = this.options.transport;
             const useWebSocket = mode === "websocket" || (mode === "auto" && !this.websocketRefused && typeof WebSocket === "function");
             this._setState("connecting", { transport: useWebSocket ? "websocket" : "longpoll" });
@@ -255,6 +259,25 @@ enum PublicAssets {
               return result;
             }
             return this._longPollSession(false);
+          }
+
+          /** The base URL of the node `GET /v1/discover` at the entry point names; the entry point when it cannot tell. */
+          async _discover() {
+            let timer = null;
+            try {
+              const controller = typeof AbortController === "function" ? new AbortController() : null;
+              if (controller) timer = setTimeout(() => controller.abort(), this.options.requestTimeoutMs);
+              const response = await fetch(this.entryURL + "/v1/discover", { cache: "no-store", signal: controller ? controller.signal : undefined });
+              if (!response.ok) return this.entryURL;
+              const node = await response.json();
+              const named = typeof node.longpoll_url === "string" ? node.longpoll_url.replace(/\/v1\/lp\/?$/, "")
+                : typeof node.ws_url === "string" ? node.ws_url.replace(/\/v1\/ws\/?$/, "").replace(/^ws(s?):/, "http$1:") : "";
+              return /^https?:\/\/[^/]+$/.test(named) ? named : this.entryURL;
+            } catch (_) {
+              return this.entryURL;
+            } finally {
+              clearTimeout(timer);
+            }
           }
 
           _teardown(code, reason) {
@@ -438,17 +461,28 @@ enum PublicAssets {
             this.connection = connection;
             this._onHello(opened.hello, "longpoll");
             (async () => {
+              let unavailable = 0;
               while (!done) {
                 abort = typeof AbortController === "function" ? new AbortController() : null;
                 let reply;
                 try {
-                  reply = await this._http("GET", "/v1/lp/poll" + query + "&timeout_ms=" + this.options.pollTimeoutMs, {
+                  // `ack`: what this client holds, so a node that takes the session over (its node died)
+                  // delivers from there on.
+                  reply = await this._http("GET", "/v1/lp/poll" + query + "&timeout_ms=" + this.options.pollTimeoutMs + "&ack=" + this.curMaxSeq, {
                     retryToken: false, signal: abort ? abort.signal : undefined, timeoutMs: this.options.pollTimeoutMs + 10000,
                   });
                 } catch (error) {
+                  // 503 on a poll: in a cluster, the node holding the session died and another takes it
+                  // over once its lease ran out; keep the session (a few tries), then start over.
+                  if (!done && error.status === 503 && unavailable < 10) {
+                    unavailable += 1;
+                    await sleep(Math.min(error.retryAfterMs || 1000, 5000));
+                    continue;
+                  }
                   if (!done) finish(this._httpOutcome(error));
                   return;
                 }
+                unavailable = 0;
                 if (done) return;
                 for (const frame of reply.frames || []) this._onFrame(frame);
               }
@@ -964,6 +998,8 @@ enum PublicAssets {
           getToken?: () => string | Promise<string>;
           /** "auto" (default): WebSocket, long-poll when a WebSocket cannot open. */
           transport?: "auto" | "websocket" | "longpoll";
+          /** In a cluster: before each (re)connect, ask `url` (the entry point) for `GET /v1/discover` and connect to the node it names; `url` itself when that fails. Default false. */
+          discover?: boolean;
           /** This device's id; default: a random id kept in `storage`. */
           device?: string;
           /** Where cur_max_seq (per user) and the device id are kept; default: localStorage. */

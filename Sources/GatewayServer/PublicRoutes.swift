@@ -110,6 +110,7 @@ struct PublicRoutes: Sendable {
         var hello: ByteBuffer
         do {
             hello = try await gateway.hello(for: session)
+            try await longPoll.recordOpened(connection, session, inboxSeq: ServerFrame.helloInboxSeq(hello) ?? 0)
         } catch {
             longPoll.remove(connection)
             throw error
@@ -132,18 +133,20 @@ struct PublicRoutes: Sendable {
     }
 
     private func lpPoll(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
-        if let relayed = try await relayLongPoll(request, "poll") { return relayed }
+        if let relayed = try await relayLongPoll(request, "poll", remoteAddress: context.remoteAddress) { return relayed }
         let connection = try await lpSession(request)
         let timeout = try intQuery(request, "timeout_ms") ?? 25000
         guard (0...60000).contains(timeout) else { throw GatewayError.badFrame("'timeout_ms' must be 0...60000 (was \(timeout))") }
+        let ack = try intQuery(request, "ack")
+        if let ack, ack < 0 { throw GatewayError.badFrame("'ack' must be a seq >= 0 (was \(ack))") }
         connection.session.withLock { $0 }?.lastActiveAt.store(gateway.clock.nowMillis(), ordering: .relaxed)
-        let frames = await connection.poll(timeoutMs: Int(timeout), now: gateway.clock.nowMillis(), eventLoop: context.eventLoop)
+        let frames = await connection.poll(timeoutMs: Int(timeout), now: gateway.clock.nowMillis(), eventLoop: context.eventLoop, ack: ack)
         gateway.stats.framesOut.wrappingIncrement(by: frames.count, ordering: .relaxed)
         return HTTPReply.frames(frames)
     }
 
     private func lpSend(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
-        if let relayed = try await relayLongPoll(request, "send") { return relayed }
+        if let relayed = try await relayLongPoll(request, "send", remoteAddress: context.remoteAddress) { return relayed }
         let connection = try await lpSession(request)
         guard let session = connection.session.withLock({ $0 }) else { throw GatewayError.notFound("no such session") }
         connection.touch(now: gateway.clock.nowMillis())
@@ -176,7 +179,7 @@ struct PublicRoutes: Sendable {
     }
 
     private func lpClose(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
-        if let relayed = try await relayLongPoll(request, "close") { return relayed }
+        if let relayed = try await relayLongPoll(request, "close", remoteAddress: context.remoteAddress) { return relayed }
         let connection = try await lpSession(request)
         longPoll.remove(connection)
         return Response(status: .noContent)

@@ -27,9 +27,10 @@ import Synchronization
 /// `d\t<user>\t<byte count>\t<frame JSON>` · `l\t<user>\t<seq>` · `p\t<worker>\t+|-\t<user>` ·
 /// `r\t<worker>` (that node (re)started or stopped: none of its users is live there).
 public final class PostgresClusterBus: ClusterBus, Service, Sendable {
-    /// Most frames waiting to be sent to other nodes; past it, frames are dropped (counted and
-    /// logged): their recipients get them with their next `sync`, as after a lost connection.
-    public static let maxQueued = 65_536
+    /// Most frames waiting to be sent to other nodes by default (`cluster.bus_queue`); past the
+    /// bound, frames are dropped (counted and logged): their recipients get them with their next
+    /// `sync`, as after a lost connection.
+    public static let defaultMaxQueued = 65_536
     /// Most bytes of one notification's payload (PostgreSQL refuses 8,000 and more).
     public static let payloadLimit = 7_900
 
@@ -62,6 +63,8 @@ public final class PostgresClusterBus: ClusterBus, Service, Sendable {
     let publicURL: String?
     /// Whether the public listener speaks TLS (for URLs built from the bound port).
     let tls: Bool
+    /// Most frames waiting to be sent to other nodes (`cluster.bus_queue`).
+    let maxQueued: Int
     /// The bound public port, once the listener runs (set by `attach`).
     private let boundPort = Mutex<(@Sendable () async -> Int)?>(nil)
     private let state = Mutex(State())
@@ -69,8 +72,10 @@ public final class PostgresClusterBus: ClusterBus, Service, Sendable {
     private let gateway = Mutex<Gateway?>(nil)
 
     public init(
-        store: PostgresStore, lease: NodeLease, clock: any GatewayClock, logger: Logger, publicURL: String?, tls: Bool
+        store: PostgresStore, lease: NodeLease, clock: any GatewayClock, logger: Logger, publicURL: String?, tls: Bool,
+        maxQueued: Int = PostgresClusterBus.defaultMaxQueued
     ) {
+        self.maxQueued = max(1, maxQueued)
         self.store = store
         self.lease = lease
         self.clock = clock
@@ -100,7 +105,7 @@ public final class PostgresClusterBus: ClusterBus, Service, Sendable {
 
     public func forward(_ deliveries: [ClusterDelivery]) {
         let (start, dropped): (Bool, Int?) = state.withLock { state in
-            guard state.deliveries.count + deliveries.count <= Self.maxQueued else {
+            guard state.deliveries.count + deliveries.count <= maxQueued else {
                 let before = state.dropped
                 state.dropped += deliveries.count
                 // Logged at the first drop and then every 10,000 frames.
@@ -138,9 +143,9 @@ public final class PostgresClusterBus: ClusterBus, Service, Sendable {
     }
 
     public func longPollOwner(session: String) async throws -> String? {
-        let mine = lease.identity.nodeID
-        let owners = try await lease.liveNodes(includingDraining: true).filter { $0.id != mine && session.hasPrefix($0.id + "-") }
-        return owners.max { $0.id.count < $1.id.count }?.longpollURL
+        // The owner is the lease in the session's row (`PostgresClusterBus+LongPoll.swift`).
+        guard case .remote(let url) = try await locate(session: session) else { return nil }
+        return url
     }
 
     // MARK: Sending

@@ -136,6 +136,7 @@ extension PostgresStore {
         // Push targets, the push queue and media metadata (PostgresStore+PushMediaSchema.swift).
         pushAndMediaMigration,
         clusterBusMigration,  // cluster bus (PostgresClusterBus.swift); version 50 leaves room for other migrations
+        longPollSessionsMigration,  // long-poll sessions that outlive their node (PostgresClusterBus+LongPoll.swift)
     ]
 
     /// The commit of a batch, in one statement (so one round trip and one transaction when

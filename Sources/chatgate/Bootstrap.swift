@@ -86,7 +86,8 @@ struct Bootstrap {
         let stores = Stores(
             messages: LeaseGuardedMessageStore(store: store, lease: lease), groups: store, receipts: store, devices: postgres, pushQueue: postgres)
         let bus = PostgresClusterBus(
-            store: postgres, lease: lease, clock: clock, logger: logger, publicURL: configuration.node.publicURL, tls: configuration.tls != nil)
+            store: postgres, lease: lease, clock: clock, logger: logger, publicURL: configuration.node.publicURL, tls: configuration.tls != nil,
+            maxQueued: configuration.cluster.busQueue)
         return (configuration, stores, lease, bus)
     }
 

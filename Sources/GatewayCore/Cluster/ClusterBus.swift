@@ -32,6 +32,10 @@ public protocol ClusterBus: Sendable {
     /// Where to send a long-poll request for a session this node does not hold: the owning
     /// node's long-poll base URL (`…/v1/lp`), or nil when no live node owns it.
     func longPollOwner(session: String) async throws -> String?
+
+    /// Where the cluster keeps long-poll sessions so they outlive their node
+    /// (`LongPollDirectory.swift`); nil (the default) on a single node.
+    var longPolls: (any LongPollDirectory)? { get }
 }
 
 /// One frame for one user's sessions on other nodes.

@@ -14,11 +14,14 @@ public struct GatewayConfiguration: Decodable, Sendable {
     public var demo: DemoSettings
     /// `media:` (docs/MEDIA.md).
     public var media: MediaSettings
+    /// `cluster:` (docs/SCALING.md).
+    public var cluster: ClusterSettings
     public var pipeline: [PipelineEntry]
 
     enum CodingKeys: String, CodingKey {
         case node, listen, tls, limits, store, presence, longpoll, logging, debug, media, pipeline
         case demo
+        case cluster
     }
 
     public init(from decoder: any Decoder) throws {
@@ -36,6 +39,7 @@ public struct GatewayConfiguration: Decodable, Sendable {
         try demo.validate(publicHost: listen.public.host, codingPath: c.codingPath + [CodingKeys.demo])
         media = try c.decodeIfPresent(MediaSettings.self, forKey: .media) ?? MediaSettings()
         try media.validate(storeKind: store.kind, codingPath: c.codingPath + [CodingKeys.media])
+        cluster = try c.decodeIfPresent(ClusterSettings.self, forKey: .cluster) ?? ClusterSettings()
         pipeline = try c.decode([PipelineEntry].self, forKey: .pipeline)
         if pipeline.isEmpty {
             throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath + [CodingKeys.pipeline], debugDescription: "the pipeline needs at least one stage"))
