@@ -55,6 +55,8 @@ extension PostgresStore {
     /// - v3: push targets and queue, media metadata (`pushAndMediaMigration`).
     /// - `chat_commit(...)`: a whole commit batch in one statement, one round trip (see
     ///   `PostgresStore.commit`).
+    /// - v60: `inbox_heads.last_id` and the inbox order check of `chat_commit`
+    ///   (`inboxOrderMigration`).
     static let migrations: [Migration] = [
         Migration(version: 1, name: "messages-inboxes-groups-receipts", statements: [
             """
@@ -136,6 +138,7 @@ extension PostgresStore {
         // Push targets, the push queue and media metadata (PostgresStore+PushMediaSchema.swift).
         pushAndMediaMigration,
         clusterBusMigration,  // cluster bus (PostgresClusterBus.swift); version 50 leaves room for other migrations
+        inboxOrderMigration,  // inbox id order across nodes (PostgresStore+OrderedCommit.swift)
     ]
 
     /// The commit of a batch, in one statement (so one round trip and one transaction when

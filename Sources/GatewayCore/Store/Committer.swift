@@ -9,6 +9,13 @@ import Synchronization
 /// `answer` (the sender's ack, when the sender asked for it so), and resumes the callers.
 /// Delivering in commit order is what keeps live delivery to a session in inbox `seq` order.
 /// The queue is bounded: past `maxPending` waiting messages a send fails with `unavailable`.
+///
+/// On a store that several nodes write (an `OrderedCommitStore`, PostgreSQL) a batch that would
+/// put a smaller id after a larger one in an inbox is refused; the committer then re-stamps it
+/// (and everything queued behind it) with fresh ids above the inbox's last one and commits
+/// again, at most `maxOrderRetries` times. There, `commitsInFlight` above 1 keeps that many
+/// batches in flight: batch n+1 starts once n holds its inbox head locks (so n+1 cannot get
+/// seqs before n in any inbox they share) and is delivered and answered after n.
 public final class Committer: Sendable {
     public typealias Delivery = @Sendable (_ batch: [PendingMessage], _ outcomes: [CommitOutcome]) -> Void
 
@@ -22,6 +29,13 @@ public final class Committer: Sendable {
         var flushing = false
         var closed = false
         var idleWaiters: [CheckedContinuation<Void, Never>] = []
+        /// The id source of the latest send: what re-stamps a batch refused for inbox order.
+        var ids: (any MessageIDSource)?
+        /// Batches in flight (with `commitsInFlight` above 1), oldest first: each one's gate
+        /// opens once it was delivered and answered.
+        var inFlight: [CommitGate] = []
+        /// The gates of the batch started last, while it is in flight.
+        var tail: BatchGates?
     }
 
     /// Guards the queue of waiting messages and the flushing flag.
@@ -31,13 +45,28 @@ public final class Committer: Sendable {
     private let maxBatch: Int
     private let delivery: Delivery
     private let logger: Logger
+    /// The store as an `OrderedCommitStore` (nil for the embedded store).
+    private let ordered: (any OrderedCommitStore)?
+    /// Most batches in flight at once (1 unless the store is an `OrderedCommitStore`).
+    public let commitsInFlight: Int
+    /// How many times a batch refused for inbox order is re-stamped and committed again before
+    /// its sends fail with `unavailable`.
+    public let maxOrderRetries: Int
     /// The fault seam: tests make the next commits fail or slow.
     public let faults: StoreFaults
     /// Whether the last commit (or probe) succeeded: `/readyz` answers 503 while it did not.
     private let healthy = Atomic<Bool>(true)
+    /// Batches the store refused for inbox order (each re-stamped and committed again, or failed).
+    private let refusals = Atomic<Int>(0)
 
-    public init(store: any MessageStore, maxPending: Int, maxBatch: Int = 1024, faults: StoreFaults = StoreFaults(), logger: Logger, delivery: @escaping Delivery) {
+    public init(
+        store: any MessageStore, maxPending: Int, maxBatch: Int = 1024, commitsInFlight: Int = 1, maxOrderRetries: Int = 5,
+        faults: StoreFaults = StoreFaults(), logger: Logger, delivery: @escaping Delivery
+    ) {
         self.store = store
+        ordered = store as? any OrderedCommitStore
+        self.commitsInFlight = ordered == nil ? 1 : max(1, commitsInFlight)
+        self.maxOrderRetries = max(0, maxOrderRetries)
         self.maxPending = maxPending
         self.maxBatch = maxBatch
         self.faults = faults
@@ -64,6 +93,9 @@ public final class Committer: Sendable {
         }
     }
 
+    /// How many times the store refused a batch for inbox order since start.
+    public var orderRefusals: Int { refusals.load(ordering: .relaxed) }
+
     /// Number of messages waiting for the store.
     public var pendingCount: Int { state.withLock { $0.queue.count } }
 
@@ -89,6 +121,7 @@ public final class Committer: Sendable {
                 if state.closed { return .reject(.unavailable("the gateway is shutting down")) }
                 if state.queue.count >= maxPending { return .reject(.unavailable("the store is behind; retry shortly", retryAfterMs: 200)) }
                 var pending = pending
+                if let ids { state.ids = ids }
                 if pending.message.id <= state.lastQueuedID, let ids {
                     pending = pending.with(id: ids.nextID(after: state.lastQueuedID))
                 }
@@ -106,56 +139,160 @@ public final class Committer: Sendable {
                 throw error
             case .flush:
                 // One task per busy period, not per message: it drains everything queued meanwhile.
-                Task { await self.flush() }
+                if let ordered, commitsInFlight > 1 {
+                    Task { await self.drive(ordered) }
+                } else {
+                    Task { await self.flush() }
+                }
             }
         }
         return ticket
     }
 
-    private func flush() async {
-        while true {
-            let (pending, tickets): ([PendingMessage], [CommitTicket]) = state.withLock { state in
+    /// Takes the next batch off the queue (nil when it is empty: the busy period ends).
+    private func takeBatch(startingFlight gates: BatchGates? = nil) -> (pending: [PendingMessage], tickets: [CommitTicket], previous: CommitGate?)? {
+        let (taken, idle): ((pending: [PendingMessage], tickets: [CommitTicket], previous: CommitGate?)?, [CheckedContinuation<Void, Never>]) =
+            state.withLock { state in
                 if state.queue.isEmpty {
                     state.flushing = false
-                    let idle = state.idleWaiters
-                    state.idleWaiters = []
-                    for waiter in idle { waiter.resume() }
-                    return ([], [])
+                    if !state.inFlight.isEmpty { return (nil, []) }
+                    defer { state.idleWaiters = [] }
+                    return (nil, state.idleWaiters)
                 }
+                let pending: [PendingMessage], tickets: [CommitTicket]
                 if state.queue.count <= maxBatch {
-                    defer {
-                        state.queue = []
-                        state.tickets = []
-                    }
-                    return (state.queue, state.tickets)
+                    (pending, tickets) = (state.queue, state.tickets)
+                    state.queue = []
+                    state.tickets = []
+                } else {
+                    (pending, tickets) = (Array(state.queue.prefix(maxBatch)), Array(state.tickets.prefix(maxBatch)))
+                    state.queue.removeFirst(maxBatch)
+                    state.tickets.removeFirst(maxBatch)
                 }
-                let head = (Array(state.queue.prefix(maxBatch)), Array(state.tickets.prefix(maxBatch)))
-                state.queue.removeFirst(maxBatch)
-                state.tickets.removeFirst(maxBatch)
-                return head
+                var previous: CommitGate?
+                if let gates {
+                    previous = state.tail?.done
+                    state.tail = gates
+                    state.inFlight.append(gates.done)
+                }
+                return ((pending, tickets, previous), [])
             }
-            if pending.isEmpty { return }
-            do {
-                try await faults.beforeCommit()
-                let outcomes = try await store.commit(pending)
-                guard outcomes.count == pending.count else {
-                    throw GatewayError(.internal, "the store answered \(outcomes.count) outcomes for \(pending.count) messages")
+        for waiter in idle { waiter.resume() }
+        return taken
+    }
+
+    /// One batch at a time: commit, deliver, answer, next.
+    private func flush() async {
+        while let (pending, tickets, _) = takeBatch() {
+            let (batch, result) = await commitBatch(pending, locked: nil)
+            finish(batch, result, tickets: tickets)
+        }
+    }
+
+    /// Up to `commitsInFlight` batches at a time (an `OrderedCommitStore`): the next batch
+    /// starts once the last one holds its inbox head locks; each is delivered and answered after
+    /// the one before it.
+    private func drive(_ store: any OrderedCommitStore) async {
+        while true {
+            let wait: CommitGate? = state.withLock { state in
+                if let tail = state.tail, !tail.locked.isOpen { return tail.locked }
+                if state.inFlight.count >= commitsInFlight { return state.inFlight.first }
+                return nil
+            }
+            if let wait {
+                await wait.wait()
+                continue
+            }
+            let gates = BatchGates()
+            guard let (pending, tickets, previous) = takeBatch(startingFlight: gates) else { return }
+            Task {
+                let (batch, result) = await commitBatch(pending, locked: { gates.locked.open() })
+                gates.locked.open()
+                await previous?.wait()
+                finish(batch, result, tickets: tickets)
+                let idle: [CheckedContinuation<Void, Never>] = state.withLock { state in
+                    if state.inFlight.first === gates.done { state.inFlight.removeFirst() }
+                    if state.tail === gates { state.tail = nil }
+                    guard !state.flushing, state.inFlight.isEmpty else { return [] }
+                    defer { state.idleWaiters = [] }
+                    return state.idleWaiters
                 }
-                healthy.store(true, ordering: .relaxed)
-                delivery(pending, outcomes)
-                for index in outcomes.indices {
-                    pending[index].answer?(.success(outcomes[index]))
-                    tickets[index].fulfill(.success(outcomes[index]))
+                gates.done.open()
+                for waiter in idle { waiter.resume() }
+            }
+        }
+    }
+
+    /// Commits one batch (through the fault seam): what was committed (the batch, re-stamped
+    /// after an inbox order refusal) and the outcomes or the failure.
+    private func commitBatch(
+        _ pending: [PendingMessage], locked: (@Sendable () -> Void)?
+    ) async -> (batch: [PendingMessage], result: Result<[CommitOutcome], any Error>) {
+        do {
+            try await faults.beforeCommit()
+            guard let ordered else { return (pending, .success(try await store.commit(pending))) }
+            var restamp: (@Sendable (UInt64) -> [PendingMessage])?
+            var retries = 0
+            while true {
+                do {
+                    let (batch, outcomes) = try await ordered.commitInOrder(pending, restamp: restamp, locked: locked)
+                    return (batch, .success(outcomes))
+                } catch let conflict as InboxOrderConflict {
+                    retries += 1
+                    refusals.add(1, ordering: .relaxed)
+                    guard retries <= maxOrderRetries, state.withLock({ $0.ids != nil }) else {
+                        throw GatewayError.unavailable("other nodes keep committing later messages to these inboxes; retry shortly", retryAfterMs: 200)
+                    }
+                    logger.debug("batch refused for inbox order; re-stamping", metadata: ["gateway.batch": "\(pending.count)", "gateway.floor": "\(conflict.floor)"])
+                    restamp = { [self] floor in self.restamp(pending, above: max(floor, conflict.floor)) }
                 }
-            } catch {
-                healthy.store(false, ordering: .relaxed)
-                let clientError = GatewayError.from(error)
-                let answer: GatewayError = clientError.code == .internal ? .unavailable("the store failed; nothing was stored") : clientError
-                logger.error("store commit failed", metadata: ["error": "\(error)", "gateway.batch": "\(pending.count)"])
-                for index in pending.indices {
-                    pending[index].answer?(.failure(answer))
-                    tickets[index].fulfill(.failure(answer))
-                }
+            }
+        } catch {
+            return (pending, .failure(error))
+        }
+    }
+
+    /// `batch` with fresh ids above `floor` (and above every id queued so far), in order; the
+    /// messages still queued get fresh ids after them, so that the node keeps committing in id
+    /// order.
+    private func restamp(_ batch: [PendingMessage], above floor: UInt64) -> [PendingMessage] {
+        state.withLock { state in
+            guard let ids = state.ids else { return batch }
+            var last = max(floor, state.lastQueuedID)
+            let restamped = batch.map { pending in
+                last = ids.nextID(after: last)
+                return pending.with(id: last)
+            }
+            for index in state.queue.indices {
+                last = ids.nextID(after: last)
+                state.queue[index] = state.queue[index].with(id: last)
+            }
+            state.lastQueuedID = last
+            return restamped
+        }
+    }
+
+    /// Delivers and answers a committed batch, or answers its failure.
+    private func finish(_ batch: [PendingMessage], _ result: Result<[CommitOutcome], any Error>, tickets: [CommitTicket]) {
+        do {
+            let outcomes = try result.get()
+            guard outcomes.count == batch.count else {
+                throw GatewayError(.internal, "the store answered \(outcomes.count) outcomes for \(batch.count) messages")
+            }
+            healthy.store(true, ordering: .relaxed)
+            delivery(batch, outcomes)
+            for index in outcomes.indices {
+                batch[index].answer?(.success(outcomes[index]))
+                tickets[index].fulfill(.success(outcomes[index]))
+            }
+        } catch {
+            healthy.store(false, ordering: .relaxed)
+            let clientError = GatewayError.from(error)
+            let answer: GatewayError = clientError.code == .internal ? .unavailable("the store failed; nothing was stored") : clientError
+            logger.error("store commit failed", metadata: ["error": "\(error)", "gateway.batch": "\(batch.count)"])
+            for index in batch.indices {
+                batch[index].answer?(.failure(answer))
+                tickets[index].fulfill(.failure(answer))
             }
         }
     }
@@ -165,11 +302,49 @@ public final class Committer: Sendable {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let idle = state.withLock { state in
                 state.closed = true
-                if !state.flushing { return true }
+                if !state.flushing && state.inFlight.isEmpty { return true }
                 state.idleWaiters.append(continuation)
                 return false
             }
             if idle { continuation.resume() }
+        }
+    }
+}
+
+/// Two one-shot events of a batch in flight: it holds its locks; it was delivered and answered.
+final class BatchGates: Sendable {
+    let locked = CommitGate()
+    let done = CommitGate()
+}
+
+/// A one-shot event tasks wait for.
+final class CommitGate: Sendable {
+    /// Guards whether it opened and who waits.
+    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    var isOpen: Bool { state.withLock { $0.open } }
+
+    /// Opens the gate (again: nothing) and resumes the waiters.
+    func open() {
+        let waiters: [CheckedContinuation<Void, Never>] = state.withLock { state in
+            if state.open { return [] }
+            state.open = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Returns once the gate is open.
+    func wait() async {
+        if isOpen { return }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let ready: Bool = state.withLock { state in
+                if state.open { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if ready { continuation.resume() }
         }
     }
 }
