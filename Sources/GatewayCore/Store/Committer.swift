@@ -240,7 +240,10 @@ public final class Committer: Sendable {
                 } catch let conflict as InboxOrderConflict {
                     retries += 1
                     refusals.add(1, ordering: .relaxed)
-                    guard retries <= maxOrderRetries, state.withLock({ $0.ids != nil }) else {
+                    guard state.withLock({ $0.ids != nil }) else {
+                        throw GatewayError.unavailable("an inbox already holds a later message and no id stage can re-stamp this one")
+                    }
+                    guard retries <= maxOrderRetries else {
                         throw GatewayError.unavailable("other nodes keep committing later messages to these inboxes; retry shortly", retryAfterMs: 200)
                     }
                     logger.debug("batch refused for inbox order; re-stamping", metadata: ["gateway.batch": "\(pending.count)", "gateway.floor": "\(conflict.floor)"])
