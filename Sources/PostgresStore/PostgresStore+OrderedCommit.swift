@@ -88,10 +88,10 @@ extension PostgresStore: OrderedCommitStore {
     static let inboxOrderState = "CG001"
 
     public func commitInOrder(
-        _ batch: [PendingMessage], restamp: (@Sendable (_ floor: UInt64) -> [PendingMessage])?, locked: (@Sendable () -> Void)?
+        _ batch: [PendingMessage], restamp: (@Sendable (_ floor: UInt64) -> [PendingMessage])?
     ) async throws -> (batch: [PendingMessage], outcomes: [CommitOutcome]) {
         if batch.isEmpty { return (batch, []) }
-        guard restamp != nil || locked != nil else {
+        guard let restamp else {
             // One statement, one round trip: the function's implicit transaction.
             let arguments = CommitArguments(batch)
             let rows = try await access { [client, logger] in
@@ -99,27 +99,23 @@ extension PostgresStore: OrderedCommitStore {
             }
             return (batch, try await outcomes(of: batch, rows))
         }
-        // An explicit transaction: the head rows stay locked from `chat_commit` to `COMMIT`, so
-        // `locked` can tell the committer to start the next batch meanwhile.
+        // A retry: lock the batch's head rows first and read the floor under those locks, so
+        // that ids above it cannot be overtaken before this commit.
         let (committed, rows) = try await access { [client, logger] in
             try await client.withTransaction(logger: logger) { connection in
-                var batch = batch
-                if let restamp {
-                    let users = Array(Set(batch.flatMap { $0.inboxes + $0.liveOnly }))
-                    // Locked in user order, as `chat_commit` locks them: no deadlock with it.
-                    let floorRows = try await connection.query(
-                        """
-                        SELECT coalesce(max(last_id), 0) FROM (
-                            SELECT last_id FROM inbox_heads WHERE user_id = ANY(\(users)) ORDER BY user_id FOR UPDATE
-                        ) AS locked
-                        """, logger: logger)
-                    var floor: Int64 = 0
-                    for try await value in floorRows.decode(Int64.self) { floor = value }
-                    batch = restamp(UInt64(max(0, floor)))
-                }
-                let rows = try await CommitArguments(batch).run(on: connection, checkOrder: true, logger: logger)
-                locked?()
-                return (batch, rows)
+                let users = Array(Set(batch.flatMap { $0.inboxes + $0.liveOnly }))
+                // Locked in user order, as `chat_commit` locks them: no deadlock with it.
+                let floorRows = try await connection.query(
+                    """
+                    SELECT coalesce(max(last_id), 0) FROM (
+                        SELECT last_id FROM inbox_heads WHERE user_id = ANY(\(users)) ORDER BY user_id FOR UPDATE
+                    ) AS locked
+                    """, logger: logger)
+                var floor: Int64 = 0
+                for try await value in floorRows.decode(Int64.self) { floor = value }
+                let restamped = restamp(UInt64(max(0, floor)))
+                let rows = try await CommitArguments(restamped).run(on: connection, checkOrder: true, logger: logger)
+                return (restamped, rows)
             }
         }
         return (committed, try await outcomes(of: committed, rows))
@@ -248,20 +244,15 @@ extension PostgresStore: OrderedCommitStore {
 }
 
 extension LeaseGuardedMessageStore: OrderedCommitStore {
-    /// The guarded store's `commitInOrder` while the lease is valid. Around a store that is not
-    /// an `OrderedCommitStore`: its plain commit, and `locked` once it returned (the next batch
-    /// then starts after this one committed).
+    /// The guarded store's `commitInOrder` while the lease is valid (around a store that is not
+    /// an `OrderedCommitStore`: its plain commit).
     public func commitInOrder(
-        _ batch: [PendingMessage], restamp: (@Sendable (_ floor: UInt64) -> [PendingMessage])?, locked: (@Sendable () -> Void)?
+        _ batch: [PendingMessage], restamp: (@Sendable (_ floor: UInt64) -> [PendingMessage])?
     ) async throws -> (batch: [PendingMessage], outcomes: [CommitOutcome]) {
-        guard let ordered = store as? any OrderedCommitStore else {
-            let outcomes = try await commit(batch)
-            locked?()
-            return (batch, outcomes)
-        }
+        guard let ordered = store as? any OrderedCommitStore else { return (batch, try await commit(batch)) }
         guard lease.isValid else {
             throw GatewayError.unavailable("this node's cluster lease has expired; reconnect through /v1/discover")
         }
-        return try await ordered.commitInOrder(batch, restamp: restamp, locked: locked)
+        return try await ordered.commitInOrder(batch, restamp: restamp)
     }
 }

@@ -13,9 +13,12 @@ import Synchronization
 /// On a store that several nodes write (an `OrderedCommitStore`, PostgreSQL) a batch that would
 /// put a smaller id after a larger one in an inbox is refused; the committer then re-stamps it
 /// (and everything queued behind it) with fresh ids above the inbox's last one and commits
-/// again, at most `maxOrderRetries` times. There, `commitsInFlight` above 1 keeps that many
-/// batches in flight: batch n+1 starts once n holds its inbox head locks (so n+1 cannot get
-/// seqs before n in any inbox they share) and is delivered and answered after n.
+/// again, at most `maxOrderRetries` times. There, `commitsInFlight` above 1 keeps up to that
+/// many batches in flight at once, on separate store connections, with no user in two of them:
+/// a queued message one of whose users is in a batch in flight waits (and so does every later
+/// message for its users) until that batch was delivered and answered. Each inbox then still
+/// gets its entries, seqs and live deliveries in order, and no batch waits in the store on the
+/// row locks of another of this node.
 public final class Committer: Sendable {
     public typealias Delivery = @Sendable (_ batch: [PendingMessage], _ outcomes: [CommitOutcome]) -> Void
 
@@ -31,11 +34,14 @@ public final class Committer: Sendable {
         var idleWaiters: [CheckedContinuation<Void, Never>] = []
         /// The id source of the latest send: what re-stamps a batch refused for inbox order.
         var ids: (any MessageIDSource)?
-        /// Batches in flight (with `commitsInFlight` above 1), oldest first: each one's gate
-        /// opens once it was delivered and answered.
-        var inFlight: [CommitGate] = []
-        /// The gates of the batch started last, while it is in flight.
-        var tail: BatchGates?
+        /// Batches in flight (with `commitsInFlight` above 1).
+        var inFlight = 0
+        /// The users of the batches in flight (each in at most one of them): a queued message
+        /// for one of them waits until that batch was delivered and answered.
+        var busyUsers: Set<String> = []
+        /// Opened (and replaced) whenever a batch in flight ends: the driver waits on it for a
+        /// free slot or for a waiting message's users to be free.
+        var batchEnded = CommitGate()
     }
 
     /// Guards the queue of waiting messages and the flushing flag.
@@ -150,84 +156,129 @@ public final class Committer: Sendable {
     }
 
     /// Takes the next batch off the queue (nil when it is empty: the busy period ends).
-    private func takeBatch(startingFlight gates: BatchGates? = nil) -> (pending: [PendingMessage], tickets: [CommitTicket], previous: CommitGate?)? {
-        let (taken, idle): ((pending: [PendingMessage], tickets: [CommitTicket], previous: CommitGate?)?, [CheckedContinuation<Void, Never>]) =
-            state.withLock { state in
-                if state.queue.isEmpty {
-                    state.flushing = false
-                    if !state.inFlight.isEmpty { return (nil, []) }
-                    defer { state.idleWaiters = [] }
-                    return (nil, state.idleWaiters)
-                }
-                let pending: [PendingMessage], tickets: [CommitTicket]
-                if state.queue.count <= maxBatch {
-                    (pending, tickets) = (state.queue, state.tickets)
+    private func takeBatch() -> (pending: [PendingMessage], tickets: [CommitTicket])? {
+        let (taken, idle): ((pending: [PendingMessage], tickets: [CommitTicket])?, [CheckedContinuation<Void, Never>]) = state.withLock { state in
+            if state.queue.isEmpty {
+                state.flushing = false
+                defer { state.idleWaiters = [] }
+                return (nil, state.idleWaiters)
+            }
+            if state.queue.count <= maxBatch {
+                defer {
                     state.queue = []
                     state.tickets = []
-                } else {
-                    (pending, tickets) = (Array(state.queue.prefix(maxBatch)), Array(state.tickets.prefix(maxBatch)))
-                    state.queue.removeFirst(maxBatch)
-                    state.tickets.removeFirst(maxBatch)
                 }
-                var previous: CommitGate?
-                if let gates {
-                    previous = state.tail?.done
-                    state.tail = gates
-                    state.inFlight.append(gates.done)
-                }
-                return ((pending, tickets, previous), [])
+                return ((state.queue, state.tickets), [])
             }
+            let head = (Array(state.queue.prefix(maxBatch)), Array(state.tickets.prefix(maxBatch)))
+            state.queue.removeFirst(maxBatch)
+            state.tickets.removeFirst(maxBatch)
+            return (head, [])
+        }
         for waiter in idle { waiter.resume() }
         return taken
     }
 
     /// One batch at a time: commit, deliver, answer, next.
     private func flush() async {
-        while let (pending, tickets, _) = takeBatch() {
-            let (batch, result) = await commitBatch(pending, locked: nil)
+        while let (pending, tickets) = takeBatch() {
+            let (batch, result) = await commitBatch(pending)
             finish(batch, result, tickets: tickets)
         }
     }
 
-    /// Up to `commitsInFlight` batches at a time (an `OrderedCommitStore`): the next batch
-    /// starts once the last one holds its inbox head locks; each is delivered and answered after
-    /// the one before it.
+    /// What the driver does next.
+    private enum Step {
+        case stop([CheckedContinuation<Void, Never>])
+        case wait(CommitGate)
+        case start(pending: [PendingMessage], tickets: [CommitTicket], users: Set<String>)
+    }
+
+    /// Up to `commitsInFlight` batches at a time (an `OrderedCommitStore`), no user in two of
+    /// them: each takes, in queue order, the messages none of whose users is in a batch in
+    /// flight or in an earlier message left waiting.
     private func drive(_ store: any OrderedCommitStore) async {
         while true {
-            let wait: CommitGate? = state.withLock { state in
-                if let tail = state.tail, !tail.locked.isOpen { return tail.locked }
-                if state.inFlight.count >= commitsInFlight { return state.inFlight.first }
-                return nil
-            }
-            if let wait {
-                await wait.wait()
-                continue
-            }
-            let gates = BatchGates()
-            guard let (pending, tickets, previous) = takeBatch(startingFlight: gates) else { return }
-            Task {
-                let (batch, result) = await commitBatch(pending, locked: { gates.locked.open() })
-                gates.locked.open()
-                await previous?.wait()
-                finish(batch, result, tickets: tickets)
-                let idle: [CheckedContinuation<Void, Never>] = state.withLock { state in
-                    if state.inFlight.first === gates.done { state.inFlight.removeFirst() }
-                    if state.tail === gates { state.tail = nil }
-                    guard !state.flushing, state.inFlight.isEmpty else { return [] }
+            let step: Step = state.withLock { state in
+                if state.queue.isEmpty {
+                    state.flushing = false
+                    guard state.inFlight == 0 else { return .stop([]) }
                     defer { state.idleWaiters = [] }
-                    return state.idleWaiters
+                    return .stop(state.idleWaiters)
                 }
-                gates.done.open()
+                if state.inFlight >= commitsInFlight { return .wait(state.batchEnded) }
+                var pending: [PendingMessage] = [], tickets: [CommitTicket] = []
+                var users: Set<String> = []
+                if state.inFlight == 0 && state.queue.count <= maxBatch {
+                    // Nothing in flight: everything queued, as `flush` takes it.
+                    swap(&pending, &state.queue)
+                    swap(&tickets, &state.tickets)
+                    for message in pending { Self.addUsers(of: message, to: &users) }
+                } else {
+                    var blocked = state.busyUsers
+                    var waiting: [PendingMessage] = [], waitingTickets: [CommitTicket] = []
+                    for (index, message) in state.queue.enumerated() {
+                        if pending.count < maxBatch && !Self.touches(message, blocked) {
+                            pending.append(message)
+                            tickets.append(state.tickets[index])
+                            Self.addUsers(of: message, to: &users)
+                        } else {
+                            waiting.append(message)
+                            waitingTickets.append(state.tickets[index])
+                            Self.addUsers(of: message, to: &blocked)
+                        }
+                    }
+                    if pending.isEmpty { return .wait(state.batchEnded) }
+                    state.queue = waiting
+                    state.tickets = waitingTickets
+                }
+                state.inFlight += 1
+                state.busyUsers.formUnion(users)
+                return .start(pending: pending, tickets: tickets, users: users)
+            }
+            switch step {
+            case .stop(let idle):
                 for waiter in idle { waiter.resume() }
+                return
+            case .wait(let gate):
+                await gate.wait()
+            case .start(let pending, let tickets, let users):
+                Task {
+                    let (batch, result) = await commitBatch(pending)
+                    finish(batch, result, tickets: tickets)
+                    let (ended, idle): (CommitGate, [CheckedContinuation<Void, Never>]) = state.withLock { state in
+                        state.inFlight -= 1
+                        state.busyUsers.subtract(users)
+                        let ended = state.batchEnded
+                        state.batchEnded = CommitGate()
+                        guard !state.flushing, state.inFlight == 0 else { return (ended, []) }
+                        defer { state.idleWaiters = [] }
+                        return (ended, state.idleWaiters)
+                    }
+                    ended.open()
+                    for waiter in idle { waiter.resume() }
+                }
             }
         }
     }
 
+    /// Adds the users whose inboxes or live sessions `message` reaches (its sender included).
+    private static func addUsers(of message: PendingMessage, to users: inout Set<String>) {
+        users.insert(message.message.from)
+        for user in message.inboxes { users.insert(user) }
+        for user in message.liveOnly { users.insert(user) }
+    }
+
+    /// Whether `message` reaches one of `users`.
+    private static func touches(_ message: PendingMessage, _ users: Set<String>) -> Bool {
+        if users.isEmpty { return false }
+        if users.contains(message.message.from) { return true }
+        return message.inboxes.contains(where: users.contains) || message.liveOnly.contains(where: users.contains)
+    }
+
     /// Commits one batch (through the fault seam): what was committed (the batch, re-stamped
     /// after an inbox order refusal) and the outcomes or the failure.
-    private func commitBatch(
-        _ pending: [PendingMessage], locked: (@Sendable () -> Void)?
-    ) async -> (batch: [PendingMessage], result: Result<[CommitOutcome], any Error>) {
+    private func commitBatch(_ pending: [PendingMessage]) async -> (batch: [PendingMessage], result: Result<[CommitOutcome], any Error>) {
         do {
             try await faults.beforeCommit()
             guard let ordered else { return (pending, .success(try await store.commit(pending))) }
@@ -235,7 +286,7 @@ public final class Committer: Sendable {
             var retries = 0
             while true {
                 do {
-                    let (batch, outcomes) = try await ordered.commitInOrder(pending, restamp: restamp, locked: locked)
+                    let (batch, outcomes) = try await ordered.commitInOrder(pending, restamp: restamp)
                     return (batch, .success(outcomes))
                 } catch let conflict as InboxOrderConflict {
                     retries += 1
@@ -305,19 +356,13 @@ public final class Committer: Sendable {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let idle = state.withLock { state in
                 state.closed = true
-                if !state.flushing && state.inFlight.isEmpty { return true }
+                if !state.flushing && state.inFlight == 0 { return true }
                 state.idleWaiters.append(continuation)
                 return false
             }
             if idle { continuation.resume() }
         }
     }
-}
-
-/// Two one-shot events of a batch in flight: it holds its locks; it was delivered and answered.
-final class BatchGates: Sendable {
-    let locked = CommitGate()
-    let done = CommitGate()
 }
 
 /// A one-shot event tasks wait for.

@@ -1,28 +1,24 @@
 /// A store that several nodes write at once (PostgreSQL): it keeps every inbox in id order by
-/// refusing a batch that would append an id below one the inbox already holds, and it can keep
-/// more than one batch of a node in flight.
+/// refusing a batch that would append an id below one the inbox already holds.
 ///
 /// The `Committer` uses it instead of `MessageStore.commit` when the store conforms: on an
 /// `InboxOrderConflict` it re-stamps the batch with fresh ids (through the `id` stage) and
-/// commits again, a bounded number of times; with `store.commits_in_flight` above 1 it starts
-/// the next batch once `locked` was called for the current one.
+/// commits again, a bounded number of times. With `store.commits_in_flight` above 1 it also
+/// keeps several batches (with no user in common) in flight at once, so the store must take
+/// concurrent calls.
 public protocol OrderedCommitStore: MessageStore {
     /// Commits `batch` like `MessageStore.commit`, except that a batch that would put, in one of
     /// its inboxes, an id at or below the highest id already there is refused: nothing is stored
     /// and it throws `InboxOrderConflict`.
     ///
-    /// - Parameters:
-    ///   - restamp: when given, the store first locks the inbox heads of the batch's users, then
-    ///     calls `restamp(floor)` (floor: the highest id those inboxes hold) for the batch to
-    ///     commit, with ids above `floor`; the result is only refused when another node created
-    ///     one of those inboxes meanwhile.
-    ///   - locked: called (at most once) when the batch holds the locks that order it, before
-    ///     the store's `COMMIT`: a batch started after that call cannot give any of this batch's
-    ///     users a seq before this batch's. Its seqs are final unless the `COMMIT` fails.
+    /// - Parameter restamp: when given, the store first locks the inbox heads of the batch's
+    ///   users, then calls `restamp(floor)` (floor: the highest id those inboxes hold) for the
+    ///   batch to commit, with ids above `floor`; that is only refused when another node created
+    ///   one of those inboxes meanwhile.
     /// - Returns: the batch as committed (re-stamped when `restamp` was called) and the outcome
     ///   of each message, at the same index.
     func commitInOrder(
-        _ batch: [PendingMessage], restamp: (@Sendable (_ floor: UInt64) -> [PendingMessage])?, locked: (@Sendable () -> Void)?
+        _ batch: [PendingMessage], restamp: (@Sendable (_ floor: UInt64) -> [PendingMessage])?
     ) async throws -> (batch: [PendingMessage], outcomes: [CommitOutcome])
 }
 
