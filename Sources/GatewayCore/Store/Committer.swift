@@ -145,8 +145,8 @@ public final class Committer: Sendable {
                 throw error
             case .flush:
                 // One task per busy period, not per message: it drains everything queued meanwhile.
-                if let ordered, commitsInFlight > 1 {
-                    Task { await self.drive(ordered) }
+                if ordered != nil, commitsInFlight > 1 {
+                    Task { await self.drive() }
                 } else {
                     Task { await self.flush() }
                 }
@@ -197,7 +197,7 @@ public final class Committer: Sendable {
     /// Up to `commitsInFlight` batches at a time (an `OrderedCommitStore`), no user in two of
     /// them: each takes, in queue order, the messages none of whose users is in a batch in
     /// flight or in an earlier message left waiting.
-    private func drive(_ store: any OrderedCommitStore) async {
+    private func drive() async {
         while true {
             let step: Step = state.withLock { state in
                 if state.queue.isEmpty {
@@ -307,8 +307,8 @@ public final class Committer: Sendable {
     }
 
     /// `batch` with fresh ids above `floor` (and above every id queued so far), in order; the
-    /// messages still queued get fresh ids after them, so that the node keeps committing in id
-    /// order.
+    /// messages still queued get fresh ids after them, so that a later message for the same
+    /// inbox still gets a later id.
     private func restamp(_ batch: [PendingMessage], above floor: UInt64) -> [PendingMessage] {
         state.withLock { state in
             guard let ids = state.ids else { return batch }
