@@ -35,13 +35,17 @@ public final class SnowflakeGenerator: Sendable {
     /// Whether `resume(after:)` has run.
     public var hasResumed: Bool { state.withLock { $0.resumed } }
 
-    /// Never hand out an id at or below `id` (the highest one in the store at start).
+    /// Never hand out an id at or below `id` (the highest one in the store at start, or another
+    /// node's id that an inbox already holds).
     public func resume(after id: UInt64?) {
         state.withLock { state in
             state.resumed = true
             guard let id else { return }
             let millis = id >> (Self.workerBits + Self.sequenceBits)
-            let sequence = id & Self.maxSequence
+            // Another worker's id (a floor from another node): in the same millisecond, a larger
+            // worker id sorts above every sequence of ours, so ours must take the next millisecond.
+            let idWorker = (id >> Self.sequenceBits) & ((1 << Self.workerBits) - 1)
+            let sequence = idWorker > worker ? Self.maxSequence : id & Self.maxSequence
             if millis > state.lastMillis || (millis == state.lastMillis && sequence > state.sequence) {
                 state.lastMillis = millis
                 state.sequence = sequence

@@ -50,7 +50,10 @@ public final class Gateway: Sendable {
             cluster.localUserChanged(user, online: online)
             presence.userChanged(user, online: online)
         }
-        committer = Committer(store: stores.messages, maxPending: configuration.limits.maxPendingCommits, faults: faults, logger: logger) {
+        committer = Committer(
+            store: stores.messages, maxPending: configuration.limits.maxPendingCommits, commitsInFlight: configuration.store.commitsInFlight,
+            faults: faults, logger: logger
+        ) {
             batch, outcomes in
             Gateway.deliver(batch: batch, outcomes: outcomes, hub: hub, stats: stats, cluster: cluster)
         }

@@ -55,6 +55,8 @@ extension PostgresStore {
     /// - v3: push targets and queue, media metadata (`pushAndMediaMigration`).
     /// - `chat_commit(...)`: a whole commit batch in one statement, one round trip (see
     ///   `PostgresStore.commit`).
+    /// - v60: `inbox_heads.last_id` and the inbox order check of `chat_commit`
+    ///   (`inboxOrderMigration`).
     static let migrations: [Migration] = [
         Migration(version: 1, name: "messages-inboxes-groups-receipts", statements: [
             """
@@ -137,6 +139,7 @@ extension PostgresStore {
         pushAndMediaMigration,
         clusterBusMigration,  // cluster bus (PostgresClusterBus.swift); version 50 leaves room for other migrations
         longPollSessionsMigration,  // long-poll sessions that outlive their node (PostgresClusterBus+LongPoll.swift)
+        inboxOrderMigration,  // inbox id order across nodes (PostgresStore+OrderedCommit.swift)
     ]
 
     /// The commit of a batch, in one statement (so one round trip and one transaction when

@@ -62,64 +62,25 @@ public final class PostgresStore: MessageStore, GroupStore, ReceiptStore, Sendab
 
     public func commit(_ batch: [PendingMessage]) async throws -> [CommitOutcome] {
         if batch.isEmpty { return [] }
-        var ids: [Int64] = [], conversations: [String] = [], senders: [String] = [], kinds: [Int16] = []
-        var recipients: [String] = [], clientMsgIDs: [String] = [], timestamps: [Int64] = []
-        var bodies: [ByteBuffer] = [], attachments: [ByteBuffer] = [], hasAttachments: [Bool] = []
-        var entryMessages: [Int32] = [], entryUsers: [String] = []
-        for (index, pending) in batch.enumerated() {
-            let message = pending.message
-            ids.append(Int64(bitPattern: message.id))
-            conversations.append(message.conversation)
-            senders.append(message.from)
-            switch message.to {
-            case .user(let peer):
-                kinds.append(RecipientKind.user.rawValue)
-                recipients.append(peer)
-            case .group(let group):
-                kinds.append(RecipientKind.group.rawValue)
-                recipients.append(group)
-            }
-            clientMsgIDs.append(message.clientMsgID)
-            timestamps.append(message.timestamp)
-            bodies.append(ByteBuffer(bytes: message.body))
-            attachments.append(ByteBuffer(bytes: message.attachments ?? []))
-            hasAttachments.append(message.attachments != nil)
-            // Fanout-on-read is not implemented on PostgreSQL: its members get their entries
-            // now, like write fanout (docs/SCALING.md).
-            for user in pending.inboxes + pending.liveOnly {
-                entryMessages.append(Int32(index + 1))
-                entryUsers.append(user)
-            }
+        let arguments = CommitArguments(batch)
+        let rows = try await access { [client, logger] in
+            try await arguments.run(on: client, checkOrder: false, logger: logger)
         }
-        let query: PostgresQuery = """
-            SELECT r_msg, r_user, r_seq FROM chat_commit(\(ids), \(conversations), \(senders), \(kinds), \(recipients), \
-            \(clientMsgIDs), \(timestamps), \(bodies), \(attachments), \(hasAttachments), \(entryMessages), \(entryUsers))
-            """
-        let count = batch.count
-        let (stored, seqs) = try await access { [client, logger] in
-            var stored = [Bool](repeating: false, count: count)
-            var seqs: [[String: Int64]] = Array(repeating: [:], count: count)
-            let rows = try await client.query(query, logger: logger)
-            for try await (index, user, seq) in rows.decode((Int32, String?, Int64?).self) {
-                let position = Int(index) - 1
-                guard (0..<count).contains(position) else { continue }
-                if let user, let seq {
-                    seqs[position][user] = seq
-                } else {
-                    stored[position] = true
-                }
-            }
-            return (stored, seqs)
-        }
+        return try await outcomes(of: batch, rows)
+    }
+
+    /// The outcome of each message of `batch` from what `chat_commit` answered: its seqs when
+    /// stored, the original when a duplicate.
+    func outcomes(of batch: [PendingMessage], _ rows: CommitRows) async throws -> [CommitOutcome] {
         var duplicates: [(sender: String, clientMsgID: String)] = []
-        for (index, pending) in batch.enumerated() where !stored[index] {
+        for (index, pending) in batch.enumerated() where !rows.stored[index] {
             duplicates.append((pending.message.from, pending.message.clientMsgID))
         }
         let originals = try await originals(of: duplicates)
         return try batch.enumerated().map { index, pending in
-            if stored[index] {
+            if rows.stored[index] {
                 let order = pending.inboxes
-                return .stored(pending.message, seqs: order.compactMap { user in seqs[index][user].map { InboxSeq(user: user, seq: $0) } })
+                return .stored(pending.message, seqs: order.compactMap { user in rows.seqs[index][user].map { InboxSeq(user: user, seq: $0) } })
             }
             let key = DedupeKey(sender: pending.message.from, clientMsgID: pending.message.clientMsgID)
             guard let original = originals[key] else {
@@ -344,7 +305,7 @@ public final class PostgresStore: MessageStore, GroupStore, ReceiptStore, Sendab
     /// become `unavailable`; anything else (a constraint violated by a bug) is rethrown and
     /// reaches the client as `internal`.
     static func storeError(_ error: any Error) -> any Error {
-        if error is GatewayError { return error }
+        if error is GatewayError || error is InboxOrderConflict { return error }
         if let transaction = error as? PostgresTransactionError {
             // The closure's own error (a `conflict`, `not_found`) is the answer; otherwise the
             // first failure of BEGIN, COMMIT or ROLLBACK.
@@ -356,6 +317,7 @@ public final class PostgresStore: MessageStore, GroupStore, ReceiptStore, Sendab
             // The pool's own failures (no connection could be opened, the pool shut down).
             return GatewayError.unavailable("store unavailable: \(String(describing: error).prefix(200))")
         }
+        if let conflict = orderConflict(error) { return conflict }
         if error.code == .server {
             let state = error.serverInfo?[.sqlState] ?? ""
             // 08 connection, 40 transaction rollback (deadlock, serialization), 53 resources,

@@ -47,6 +47,21 @@ struct SnowflakeTests {
         #expect(restarted.next() > stored)
     }
 
+    /// A floor stamped by another node in the same millisecond: whatever its worker id, the
+    /// next id is above it (the committer re-stamps a batch refused for inbox order so).
+    @Test func anotherWorkersFloorInTheSameMillisecondIsExceeded() {
+        let clock = TestClock(millis: 1_767_225_600_000)
+        let node = SnowflakeGenerator(workerID: 3, epochMillis: IDSettings.defaultEpoch, clock: clock)
+        for otherWorker in [0, 2, 3, 4, 1023] {
+            let other = SnowflakeGenerator(workerID: otherWorker, epochMillis: IDSettings.defaultEpoch, clock: clock)
+            let floor = (0..<5).map { _ in other.next() }.max()!
+            node.resume(after: floor)
+            let id = node.next()
+            #expect(id > floor, "worker \(otherWorker)")
+            #expect(node.timestamp(of: id) - node.timestamp(of: floor) <= 1)
+        }
+    }
+
     @Test func theStageStampsFromTheStoreHighWaterMark() async throws {
         let store = InMemoryStore()
         let clock = TestClock()

@@ -287,11 +287,15 @@ public struct StoreSettings: Decodable, Sendable {
     /// How long one PostgreSQL operation (or opening a connection) may take before the store
     /// answers `unavailable` (kind `postgres`). Default 5000.
     public var timeoutMs: Int = 5000
+    /// Commit batches a node keeps in flight at once (kind `postgres`; the embedded store
+    /// commits one at a time). Default 2.
+    public var commitsInFlight: Int = 2
 
     enum CodingKeys: String, CodingKey {
         case kind, path, url, durability
         case poolSize = "pool_size"
         case timeoutMs = "timeout_ms"
+        case commitsInFlight = "commits_in_flight"
     }
 
     public init() {}
@@ -307,6 +311,8 @@ public struct StoreSettings: Decodable, Sendable {
         try require((1...1000).contains(poolSize), c, .poolSize, "must be 1...1000 (was \(poolSize))")
         timeoutMs = try c.decodeIfPresent(Int.self, forKey: .timeoutMs) ?? 5000
         try require((100...600_000).contains(timeoutMs), c, .timeoutMs, "must be 100...600000 (was \(timeoutMs))")
+        commitsInFlight = try c.decodeIfPresent(Int.self, forKey: .commitsInFlight) ?? 2
+        try require((1...8).contains(commitsInFlight), c, .commitsInFlight, "must be 1...8 (was \(commitsInFlight))")
     }
 }
 

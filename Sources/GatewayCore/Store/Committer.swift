@@ -9,6 +9,16 @@ import Synchronization
 /// `answer` (the sender's ack, when the sender asked for it so), and resumes the callers.
 /// Delivering in commit order is what keeps live delivery to a session in inbox `seq` order.
 /// The queue is bounded: past `maxPending` waiting messages a send fails with `unavailable`.
+///
+/// On a store that several nodes write (an `OrderedCommitStore`, PostgreSQL) a batch that would
+/// put a smaller id after a larger one in an inbox is refused; the committer then re-stamps it
+/// (and everything queued behind it) with fresh ids above the inbox's last one and commits
+/// again, at most `maxOrderRetries` times. There, `commitsInFlight` above 1 keeps up to that
+/// many batches in flight at once, on separate store connections, with no user in two of them:
+/// a queued message one of whose users is in a batch in flight waits (and so does every later
+/// message for its users) until that batch was delivered and answered. Each inbox then still
+/// gets its entries, seqs and live deliveries in order, and no batch waits in the store on the
+/// row locks of another of this node.
 public final class Committer: Sendable {
     public typealias Delivery = @Sendable (_ batch: [PendingMessage], _ outcomes: [CommitOutcome]) -> Void
 
@@ -22,6 +32,16 @@ public final class Committer: Sendable {
         var flushing = false
         var closed = false
         var idleWaiters: [CheckedContinuation<Void, Never>] = []
+        /// The id source of the latest send: what re-stamps a batch refused for inbox order.
+        var ids: (any MessageIDSource)?
+        /// Batches in flight (with `commitsInFlight` above 1).
+        var inFlight = 0
+        /// The users of the batches in flight (each in at most one of them): a queued message
+        /// for one of them waits until that batch was delivered and answered.
+        var busyUsers: Set<String> = []
+        /// Opened (and replaced) whenever a batch in flight ends: the driver waits on it for a
+        /// free slot or for a waiting message's users to be free.
+        var batchEnded = CommitGate()
     }
 
     /// Guards the queue of waiting messages and the flushing flag.
@@ -31,13 +51,28 @@ public final class Committer: Sendable {
     private let maxBatch: Int
     private let delivery: Delivery
     private let logger: Logger
+    /// The store as an `OrderedCommitStore` (nil for the embedded store).
+    private let ordered: (any OrderedCommitStore)?
+    /// Most batches in flight at once (1 unless the store is an `OrderedCommitStore`).
+    public let commitsInFlight: Int
+    /// How many times a batch refused for inbox order is re-stamped and committed again before
+    /// its sends fail with `unavailable`.
+    public let maxOrderRetries: Int
     /// The fault seam: tests make the next commits fail or slow.
     public let faults: StoreFaults
     /// Whether the last commit (or probe) succeeded: `/readyz` answers 503 while it did not.
     private let healthy = Atomic<Bool>(true)
+    /// Batches the store refused for inbox order (each re-stamped and committed again, or failed).
+    private let refusals = Atomic<Int>(0)
 
-    public init(store: any MessageStore, maxPending: Int, maxBatch: Int = 1024, faults: StoreFaults = StoreFaults(), logger: Logger, delivery: @escaping Delivery) {
+    public init(
+        store: any MessageStore, maxPending: Int, maxBatch: Int = 1024, commitsInFlight: Int = 1, maxOrderRetries: Int = 5,
+        faults: StoreFaults = StoreFaults(), logger: Logger, delivery: @escaping Delivery
+    ) {
         self.store = store
+        ordered = store as? any OrderedCommitStore
+        self.commitsInFlight = ordered == nil ? 1 : max(1, commitsInFlight)
+        self.maxOrderRetries = max(0, maxOrderRetries)
         self.maxPending = maxPending
         self.maxBatch = maxBatch
         self.faults = faults
@@ -64,6 +99,9 @@ public final class Committer: Sendable {
         }
     }
 
+    /// How many times the store refused a batch for inbox order since start.
+    public var orderRefusals: Int { refusals.load(ordering: .relaxed) }
+
     /// Number of messages waiting for the store.
     public var pendingCount: Int { state.withLock { $0.queue.count } }
 
@@ -89,6 +127,7 @@ public final class Committer: Sendable {
                 if state.closed { return .reject(.unavailable("the gateway is shutting down")) }
                 if state.queue.count >= maxPending { return .reject(.unavailable("the store is behind; retry shortly", retryAfterMs: 200)) }
                 var pending = pending
+                if let ids { state.ids = ids }
                 if pending.message.id <= state.lastQueuedID, let ids {
                     pending = pending.with(id: ids.nextID(after: state.lastQueuedID))
                 }
@@ -106,56 +145,208 @@ public final class Committer: Sendable {
                 throw error
             case .flush:
                 // One task per busy period, not per message: it drains everything queued meanwhile.
-                Task { await self.flush() }
+                if ordered != nil, commitsInFlight > 1 {
+                    Task { await self.drive() }
+                } else {
+                    Task { await self.flush() }
+                }
             }
         }
         return ticket
     }
 
+    /// Takes the next batch off the queue (nil when it is empty: the busy period ends).
+    private func takeBatch() -> (pending: [PendingMessage], tickets: [CommitTicket])? {
+        let (taken, idle): ((pending: [PendingMessage], tickets: [CommitTicket])?, [CheckedContinuation<Void, Never>]) = state.withLock { state in
+            if state.queue.isEmpty {
+                state.flushing = false
+                defer { state.idleWaiters = [] }
+                return (nil, state.idleWaiters)
+            }
+            if state.queue.count <= maxBatch {
+                defer {
+                    state.queue = []
+                    state.tickets = []
+                }
+                return ((state.queue, state.tickets), [])
+            }
+            let head = (Array(state.queue.prefix(maxBatch)), Array(state.tickets.prefix(maxBatch)))
+            state.queue.removeFirst(maxBatch)
+            state.tickets.removeFirst(maxBatch)
+            return (head, [])
+        }
+        for waiter in idle { waiter.resume() }
+        return taken
+    }
+
+    /// One batch at a time: commit, deliver, answer, next.
     private func flush() async {
+        while let (pending, tickets) = takeBatch() {
+            let (batch, result) = await commitBatch(pending)
+            finish(batch, result, tickets: tickets)
+        }
+    }
+
+    /// What the driver does next.
+    private enum Step {
+        case stop([CheckedContinuation<Void, Never>])
+        case wait(CommitGate)
+        case start(pending: [PendingMessage], tickets: [CommitTicket], users: Set<String>)
+    }
+
+    /// Up to `commitsInFlight` batches at a time (an `OrderedCommitStore`), no user in two of
+    /// them: each takes, in queue order, the messages none of whose users is in a batch in
+    /// flight or in an earlier message left waiting.
+    private func drive() async {
         while true {
-            let (pending, tickets): ([PendingMessage], [CommitTicket]) = state.withLock { state in
+            let step: Step = state.withLock { state in
                 if state.queue.isEmpty {
                     state.flushing = false
-                    let idle = state.idleWaiters
-                    state.idleWaiters = []
-                    for waiter in idle { waiter.resume() }
-                    return ([], [])
+                    guard state.inFlight == 0 else { return .stop([]) }
+                    defer { state.idleWaiters = [] }
+                    return .stop(state.idleWaiters)
                 }
-                if state.queue.count <= maxBatch {
-                    defer {
-                        state.queue = []
-                        state.tickets = []
+                if state.inFlight >= commitsInFlight { return .wait(state.batchEnded) }
+                var pending: [PendingMessage] = [], tickets: [CommitTicket] = []
+                var users: Set<String> = []
+                if state.inFlight == 0 && state.queue.count <= maxBatch {
+                    // Nothing in flight: everything queued, as `flush` takes it.
+                    swap(&pending, &state.queue)
+                    swap(&tickets, &state.tickets)
+                    for message in pending { Self.addUsers(of: message, to: &users) }
+                } else {
+                    var blocked = state.busyUsers
+                    var waiting: [PendingMessage] = [], waitingTickets: [CommitTicket] = []
+                    for (index, message) in state.queue.enumerated() {
+                        if pending.count < maxBatch && !Self.touches(message, blocked) {
+                            pending.append(message)
+                            tickets.append(state.tickets[index])
+                            Self.addUsers(of: message, to: &users)
+                        } else {
+                            waiting.append(message)
+                            waitingTickets.append(state.tickets[index])
+                            Self.addUsers(of: message, to: &blocked)
+                        }
                     }
-                    return (state.queue, state.tickets)
+                    if pending.isEmpty { return .wait(state.batchEnded) }
+                    state.queue = waiting
+                    state.tickets = waitingTickets
                 }
-                let head = (Array(state.queue.prefix(maxBatch)), Array(state.tickets.prefix(maxBatch)))
-                state.queue.removeFirst(maxBatch)
-                state.tickets.removeFirst(maxBatch)
-                return head
+                state.inFlight += 1
+                state.busyUsers.formUnion(users)
+                return .start(pending: pending, tickets: tickets, users: users)
             }
-            if pending.isEmpty { return }
-            do {
-                try await faults.beforeCommit()
-                let outcomes = try await store.commit(pending)
-                guard outcomes.count == pending.count else {
-                    throw GatewayError(.internal, "the store answered \(outcomes.count) outcomes for \(pending.count) messages")
+            switch step {
+            case .stop(let idle):
+                for waiter in idle { waiter.resume() }
+                return
+            case .wait(let gate):
+                await gate.wait()
+            case .start(let pending, let tickets, let users):
+                Task {
+                    let (batch, result) = await commitBatch(pending)
+                    finish(batch, result, tickets: tickets)
+                    let (ended, idle): (CommitGate, [CheckedContinuation<Void, Never>]) = state.withLock { state in
+                        state.inFlight -= 1
+                        state.busyUsers.subtract(users)
+                        let ended = state.batchEnded
+                        state.batchEnded = CommitGate()
+                        guard !state.flushing, state.inFlight == 0 else { return (ended, []) }
+                        defer { state.idleWaiters = [] }
+                        return (ended, state.idleWaiters)
+                    }
+                    ended.open()
+                    for waiter in idle { waiter.resume() }
                 }
-                healthy.store(true, ordering: .relaxed)
-                delivery(pending, outcomes)
-                for index in outcomes.indices {
-                    pending[index].answer?(.success(outcomes[index]))
-                    tickets[index].fulfill(.success(outcomes[index]))
+            }
+        }
+    }
+
+    /// Adds the users whose inboxes or live sessions `message` reaches (its sender included).
+    private static func addUsers(of message: PendingMessage, to users: inout Set<String>) {
+        users.insert(message.message.from)
+        for user in message.inboxes { users.insert(user) }
+        for user in message.liveOnly { users.insert(user) }
+    }
+
+    /// Whether `message` reaches one of `users`.
+    private static func touches(_ message: PendingMessage, _ users: Set<String>) -> Bool {
+        if users.isEmpty { return false }
+        if users.contains(message.message.from) { return true }
+        return message.inboxes.contains(where: users.contains) || message.liveOnly.contains(where: users.contains)
+    }
+
+    /// Commits one batch (through the fault seam): what was committed (the batch, re-stamped
+    /// after an inbox order refusal) and the outcomes or the failure.
+    private func commitBatch(_ pending: [PendingMessage]) async -> (batch: [PendingMessage], result: Result<[CommitOutcome], any Error>) {
+        do {
+            try await faults.beforeCommit()
+            guard let ordered else { return (pending, .success(try await store.commit(pending))) }
+            var restamp: (@Sendable (UInt64) -> [PendingMessage])?
+            var retries = 0
+            while true {
+                do {
+                    let (batch, outcomes) = try await ordered.commitInOrder(pending, restamp: restamp)
+                    return (batch, .success(outcomes))
+                } catch let conflict as InboxOrderConflict {
+                    retries += 1
+                    refusals.add(1, ordering: .relaxed)
+                    guard state.withLock({ $0.ids != nil }) else {
+                        throw GatewayError.unavailable("an inbox already holds a later message and no id stage can re-stamp this one")
+                    }
+                    guard retries <= maxOrderRetries else {
+                        throw GatewayError.unavailable("other nodes keep committing later messages to these inboxes; retry shortly", retryAfterMs: 200)
+                    }
+                    logger.debug("batch refused for inbox order; re-stamping", metadata: ["gateway.batch": "\(pending.count)", "gateway.floor": "\(conflict.floor)"])
+                    restamp = { [self] floor in self.restamp(pending, above: max(floor, conflict.floor)) }
                 }
-            } catch {
-                healthy.store(false, ordering: .relaxed)
-                let clientError = GatewayError.from(error)
-                let answer: GatewayError = clientError.code == .internal ? .unavailable("the store failed; nothing was stored") : clientError
-                logger.error("store commit failed", metadata: ["error": "\(error)", "gateway.batch": "\(pending.count)"])
-                for index in pending.indices {
-                    pending[index].answer?(.failure(answer))
-                    tickets[index].fulfill(.failure(answer))
-                }
+            }
+        } catch {
+            return (pending, .failure(error))
+        }
+    }
+
+    /// `batch` with fresh ids above `floor` (and above every id queued so far), in order; the
+    /// messages still queued get fresh ids after them, so that a later message for the same
+    /// inbox still gets a later id.
+    private func restamp(_ batch: [PendingMessage], above floor: UInt64) -> [PendingMessage] {
+        state.withLock { state in
+            guard let ids = state.ids else { return batch }
+            var last = max(floor, state.lastQueuedID)
+            let restamped = batch.map { pending in
+                last = ids.nextID(after: last)
+                return pending.with(id: last)
+            }
+            for index in state.queue.indices {
+                last = ids.nextID(after: last)
+                state.queue[index] = state.queue[index].with(id: last)
+            }
+            state.lastQueuedID = last
+            return restamped
+        }
+    }
+
+    /// Delivers and answers a committed batch, or answers its failure.
+    private func finish(_ batch: [PendingMessage], _ result: Result<[CommitOutcome], any Error>, tickets: [CommitTicket]) {
+        do {
+            let outcomes = try result.get()
+            guard outcomes.count == batch.count else {
+                throw GatewayError(.internal, "the store answered \(outcomes.count) outcomes for \(batch.count) messages")
+            }
+            healthy.store(true, ordering: .relaxed)
+            delivery(batch, outcomes)
+            for index in outcomes.indices {
+                batch[index].answer?(.success(outcomes[index]))
+                tickets[index].fulfill(.success(outcomes[index]))
+            }
+        } catch {
+            healthy.store(false, ordering: .relaxed)
+            let clientError = GatewayError.from(error)
+            let answer: GatewayError = clientError.code == .internal ? .unavailable("the store failed; nothing was stored") : clientError
+            logger.error("store commit failed", metadata: ["error": "\(error)", "gateway.batch": "\(batch.count)"])
+            for index in batch.indices {
+                batch[index].answer?(.failure(answer))
+                tickets[index].fulfill(.failure(answer))
             }
         }
     }
@@ -165,11 +356,43 @@ public final class Committer: Sendable {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let idle = state.withLock { state in
                 state.closed = true
-                if !state.flushing { return true }
+                if !state.flushing && state.inFlight == 0 { return true }
                 state.idleWaiters.append(continuation)
                 return false
             }
             if idle { continuation.resume() }
+        }
+    }
+}
+
+/// A one-shot event tasks wait for.
+final class CommitGate: Sendable {
+    /// Guards whether it opened and who waits.
+    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    var isOpen: Bool { state.withLock { $0.open } }
+
+    /// Opens the gate (again: nothing) and resumes the waiters.
+    func open() {
+        let waiters: [CheckedContinuation<Void, Never>] = state.withLock { state in
+            if state.open { return [] }
+            state.open = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Returns once the gate is open.
+    func wait() async {
+        if isOpen { return }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let ready: Bool = state.withLock { state in
+                if state.open { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if ready { continuation.resume() }
         }
     }
 }
