@@ -76,7 +76,7 @@ final class WebSocketConnection: SessionConnection, Sendable {
     /// Counts `frame` against the bound and hands it to the loop's outbox. Past the bound the
     /// client is a slow consumer: closed with 4008, and false returned.
     @discardableResult
-    fileprivate func post(_ frame: ByteBuffer, order: LoopOutbox.Order) -> Bool {
+    func post(_ frame: ByteBuffer, order: LoopOutbox.Order) -> Bool {
         if closed.load(ordering: .relaxed) { return true }
         if queued.wrappingAdd(1, ordering: .relaxed).newValue > environment.outboundQueue {
             queued.wrappingSubtract(1, ordering: .relaxed)
@@ -206,14 +206,14 @@ final class WebSocketConnection: SessionConnection, Sendable {
     static let maxSendsInFlight = 32
 
     /// Takes the queued frames one at a time, each parsed once. `send`s are pipelined (see
-    /// `SendWindow`); any other frame, and any error, is answered after the sends before it.
+    /// `PendingSends`); any other frame, and any error, is answered after the sends before it.
     private func drain() async {
-        var window = SendWindow()
+        var inFlight = PendingSends()
         while true {
-            guard let (text, session, resume) = next(finishing: window.isEmpty) else {
+            guard let (text, session, resume) = next(finishing: inFlight.isEmpty) else {
                 // Nothing queued: the busy period ended, or sends still wait for their commit.
-                if window.isEmpty { return }
-                await window.finishOldest(self)
+                if inFlight.isEmpty { return }
+                await inFlight.finishOldest(self)
                 continue
             }
             if resume {
@@ -230,18 +230,18 @@ final class WebSocketConnection: SessionConnection, Sendable {
             if case .success(let frame) = parsed, frame.kind == .send {
                 do {
                     let ackSink: @Sendable (ByteBuffer) -> Void = { [self] in reply($0) }
-                    if let pending = try await gateway.beginSend(frame, principal: session.principal, reply: { reply($0) }, ackSink: ackSink) {
-                        await window.add(pending, self)
+                    if let send = try await gateway.beginSend(frame, principal: session.principal, reply: { reply($0) }, ackSink: ackSink) {
+                        await inFlight.add(send, self)
                     } else {
                         count(error: nil)
                     }
                 } catch {
-                    await window.finishAll(self)
+                    await inFlight.finishAll(self)
                     count(error: gateway.refuse(frame, with: error, principal: session.principal) { reply($0) })
                 }
                 continue
             }
-            await window.finishAll(self)
+            await inFlight.finishAll(self)
             switch parsed {
             case .failure(let error):
                 count(error: gateway.refuse(unparsed: error, principal: session.principal) { reply($0) })
@@ -254,16 +254,16 @@ final class WebSocketConnection: SessionConnection, Sendable {
         }
     }
 
-    /// A session's sends waiting for their commit, oldest first, answered in this order; at
+    /// A session's sends in flight (`PendingSend`), oldest first, answered in this order; at
     /// most `maxSendsInFlight` at once.
-    private struct SendWindow {
-        private var pending: [Gateway.PendingAck] = []
+    private struct PendingSends {
+        private var pending: [PendingSend] = []
         private var oldest = 0
 
         var isEmpty: Bool { oldest == pending.count }
 
-        mutating func add(_ ack: Gateway.PendingAck, _ connection: WebSocketConnection) async {
-            pending.append(ack)
+        mutating func add(_ send: PendingSend, _ connection: WebSocketConnection) async {
+            pending.append(send)
             if pending.count - oldest >= WebSocketConnection.maxSendsInFlight { await finishOldest(connection) }
         }
 
