@@ -8,6 +8,7 @@ import NIOWebSocket
 import Testing
 
 @testable import GatewayServer
+@testable import chatgate
 
 /// The WebSocket connection's owner (`WebSocketSessionHandler`) on an `EmbeddedChannel`, with a
 /// real gateway behind it: one outbound bound over every frame not yet written to the socket,
