@@ -68,7 +68,7 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
             let requestTimeoutMs = Int64(gateway.limits.requestTimeoutMs)
             let clock = gateway.clock
             let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
-                maxFrameSize: gateway.limits.maxFrameBytes,
+                maxFrameSize: websockets.maxFrameBytes,
                 // Decoder errors are answered by `WebSocketSessionHandler.errorCaught` (one
                 // handler less per connection than NIO's WebSocketProtocolErrorHandler).
                 enableAutomaticErrorHandling: false,

@@ -159,7 +159,7 @@ final class WebSocketConnection: SessionConnection, Sendable {
 
     // MARK: Inbound
 
-    /// Queues a complete text message. Returns whether the queue is now full (the handler stops
+    /// Queues a complete text message. Returns whether the queue is now full (its owner stops
     /// reading until it drains).
     func enqueue(_ text: ByteBuffer) -> Bool {
         let (start, full): (Bool, Bool) = inbound.withLock { state in
