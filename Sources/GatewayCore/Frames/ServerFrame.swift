@@ -127,6 +127,15 @@ public enum ServerFrame {
         return framed(w.bytes)
     }
 
+    /// A `presence` frame: each of `users` is `Presence.entry` (user, status, last_active_at);
+    /// with `ref` when it answers `presence.subscribe`.
+    public static func presence(ref: String?, users: [JSONValue]) -> ByteBuffer {
+        var frame: JSONObject = ["type": "presence"]
+        if let ref { frame["ref"] = .string(ref) }
+        frame["users"] = .array(users)
+        return object(frame)
+    }
+
     /// A `message` frame for one recipient.
     public static func message(_ message: StoredMessage, seq: Int64?) -> ByteBuffer {
         var w = JSONWriter(capacity: 160 + message.body.count)
