@@ -9,9 +9,12 @@ import Synchronization
 ///
 /// Its channel and everything on the event loop belong to its owner, the connection's
 /// `WebSocketSessionHandler`; this object holds only what other threads must reach. A frame
-/// sent here is counted against `outbound_queue` until the owner has written it to the socket
-/// or dropped it (`written(_:)`): one bound, counted here, over the frames crossing to the loop,
-/// those held for `hello`, and those the socket could not take yet.
+/// sent here is counted until the owner has written it to the socket or dropped it
+/// (`written(_:)`): one count, here, over the frames crossing to the loop, those held for
+/// `hello`, and those the socket could not take yet. It is held to `outbound_queue` once frames
+/// wait for the client (the owner says so, `backedUp`): then a send past it is refused, and the
+/// owner closes the connection when frames it must keep take the count past it (4008). A burst
+/// to a client that reads (a batch's acks, a fanout) only crosses to the loop and is written.
 ///
 /// Idle connections cost no task: a task exists only while the connection has messages waiting,
 /// and ends when the queue is empty.
@@ -40,6 +43,9 @@ final class WebSocketConnection: SessionConnection, Sendable {
     /// Frames sent and not yet written to the socket or dropped: the connection's one outbound
     /// bound. (`Atomic`s are stored inline: no heap object each.)
     private let queued = Atomic<Int>(0)
+    /// Whether frames wait for the client (the socket cannot take more, or they are held for
+    /// `hello`); set by the owner.
+    private let waiting = Atomic<Bool>(false)
     private let closed = Atomic<Bool>(false)
     /// This connection's place in `TokenDeadlines` (-1: none); changed only under its lock.
     let deadlineSlot = Atomic<Int>(-1)
@@ -73,15 +79,14 @@ final class WebSocketConnection: SessionConnection, Sendable {
         post(frame, order: .afterHello)
     }
 
-    /// Counts `frame` against the bound and hands it to the loop's outbox. Past the bound the
-    /// client is a slow consumer: closed with 4008, and false returned.
+    /// Counts `frame` and hands it to the loop's outbox. Past the bound while frames wait for
+    /// the client, the client is a slow consumer: closed with 4008, and false returned.
     @discardableResult
     func post(_ frame: ByteBuffer, order: LoopOutbox.Order) -> Bool {
         if closed.load(ordering: .relaxed) { return true }
-        if queued.wrappingAdd(1, ordering: .relaxed).newValue > environment.outboundQueue {
+        if queued.wrappingAdd(1, ordering: .relaxed).newValue > environment.outboundQueue, waiting.load(ordering: .relaxed) {
             queued.wrappingSubtract(1, ordering: .relaxed)
-            environment.stats.slowConsumers.wrappingIncrement(ordering: .relaxed)
-            close(code: .slowConsumer, reason: "outbound queue full")
+            closeAsSlowConsumer()
             return false
         }
         environment.stats.framesOut.wrappingIncrement(ordering: .relaxed)
@@ -98,6 +103,21 @@ final class WebSocketConnection: SessionConnection, Sendable {
     /// socket or dropped (the connection closed).
     func written(_ count: Int) {
         queued.wrappingSubtract(count, ordering: .relaxed)
+    }
+
+    /// Called by the owner, on the loop: frames now wait for the client (or no longer do).
+    /// Returns whether the count is within `outbound_queue`.
+    func setWaiting(_ value: Bool) -> Bool {
+        waiting.store(value, ordering: .relaxed)
+        return queued.load(ordering: .relaxed) <= environment.outboundQueue
+    }
+
+    /// Closes with 4008 (`outbound queue full`), counted once in `slow_consumers`.
+    func closeAsSlowConsumer() {
+        guard !closed.exchange(true, ordering: .relaxed) else { return }
+        environment.stats.slowConsumers.wrappingIncrement(ordering: .relaxed)
+        let owner = self.owner
+        eventLoop.execute { owner.value.close(code: .slowConsumer, reason: "outbound queue full") }
     }
 
     func close(code: CloseCode, reason: String) {

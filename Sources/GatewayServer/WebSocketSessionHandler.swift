@@ -394,14 +394,23 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
         switch order {
         case .afterHello where heldForHello != nil:
             heldForHello!.append(buffer)
+            keep()
         case .hello:
             writeCounted(buffer)
             let held = heldForHello ?? []
             heldForHello = nil
             for frame in held { writeCounted(frame) }
+            if backlog.isEmpty, !held.isEmpty { _ = connection?.setWaiting(false) }
         case .afterHello, .now:
             writeCounted(buffer)
         }
+    }
+
+    /// A frame was kept (held for `hello`, or waiting for the socket): frames now wait for the
+    /// client, and past `outbound_queue` of them it is a slow consumer (4008).
+    private func keep() {
+        guard let connection, !closing else { return }
+        if !connection.setWaiting(true) { connection.closeAsSlowConsumer() }
     }
 
     /// Writes a counted frame, or keeps it in the backlog while the socket cannot take more.
@@ -413,6 +422,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
             connection?.written(1)
         } else {
             backlog.append(buffer)
+            keep()
         }
     }
 
@@ -429,7 +439,10 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
             context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: next)), promise: nil)
             written += 1
         }
-        if written > 0 { connection?.written(written) }
+        if written > 0 {
+            connection?.written(written)
+            if backlog.isEmpty, heldForHello?.isEmpty ?? true { _ = connection?.setWaiting(false) }
+        }
         context.flush()
         context.fireChannelWritabilityChanged()
     }

@@ -77,7 +77,7 @@ struct WebSocketOwnerTests {
         await gateway.stop()
     }
 
-    @Test func framesTheSocketCannotTakeShareTheBoundAndGoOutInOrderWhenItCan() async throws {
+    @Test func framesTheSocketCannotTakeShareTheBoundAndABurstToAReaderIsWritten() async throws {
         let gateway = try await TestGateway.start(extra: "limits: { outbound_queue: 4 }")
         do {
             // Everything on the embedded loop runs on this thread, with no suspension between.
@@ -86,6 +86,12 @@ struct WebSocketOwnerTests {
             #expect(rig.connection.post(ByteBuffer(string: "{\"type\":\"hello\"}"), order: .hello))
             rig.channel.embeddedEventLoop.run()
             #expect(try rig.written().texts == ["{\"type\":\"hello\"}", "{\"type\":\"n\",\"n\":-1}"])
+            #expect(rig.connection.queuedFrames == 0)
+
+            // A burst past the bound to a client that reads only crosses to the loop: written.
+            for n in 0..<10 { #expect(rig.connection.send(Self.frame(n))) }
+            rig.channel.embeddedEventLoop.run()
+            #expect(try rig.written().texts.count == 10)
             #expect(rig.connection.queuedFrames == 0)
 
             rig.channel.isWritable = false
