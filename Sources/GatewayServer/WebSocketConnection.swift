@@ -12,7 +12,7 @@ import Synchronization
 /// sent here is counted until the owner has written it to the socket or dropped it
 /// (`written(_:)`): one count, here, over the frames crossing to the loop, those held for
 /// `hello`, and those the socket could not take yet. It is held to `outbound_queue` once frames
-/// wait for the client (the owner says so, `backedUp`): then a send past it is refused, and the
+/// wait for the client (the owner says so, `setWaiting`): then a send past it is refused, and the
 /// owner closes the connection when frames it must keep take the count past it (4008). A burst
 /// to a client that reads (a batch's acks, a fanout) only crosses to the loop and is written.
 ///

@@ -5,7 +5,8 @@ import Logging
 /// connection obeys, the gateway-wide timers and lists it joins, and the outboxes of the event
 /// loops. Made once by `GatewayApplication` and handed to each connection's owner
 /// (`WebSocketSessionHandler`), so a connection reads no setting or timer through `Gateway`.
-struct WebSocketEnvironment: Sendable {
+/// A class: each connection and its owner hold one reference, not a copy of every field.
+final class WebSocketEnvironment: Sendable {
     let gateway: Gateway
     /// Where frames for the clients of each event loop wait for it.
     let outboxes: LoopOutboxes
@@ -19,8 +20,8 @@ struct WebSocketEnvironment: Sendable {
     /// `limits.max_frame_bytes`: the largest message a client may send.
     let maxFrameBytes: Int
     /// `limits.outbound_queue`: frames a connection may have on their way to its socket (sent and
-    /// not yet written to it), counted in one place, `WebSocketConnection`. Past it the client is
-    /// a slow consumer (4008).
+    /// not yet written to it) while frames wait for the client, counted in one place,
+    /// `WebSocketConnection`. Past it the client is a slow consumer (4008).
     let outboundQueue: Int
     /// `limits.inbound_queue`: complete messages waiting for the gateway before reading pauses.
     let inboundQueue: Int
