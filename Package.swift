@@ -253,6 +253,8 @@ let package = Package(
                 "chatgate", "ChatClient", "GatewayCore", "GatewayConfig", "GatewayServer", "GatewayTesting", "StageAuth", "MediaStore",
                 "StagePush",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -142,14 +142,15 @@ public final class GatewayApplication: Sendable {
         ClientRoutes(demo: configuration.demo, mintToken: demoTokens).register(on: router)
 
         let gateway = self.gateway
-        let deadlines = tokenDeadlines
-        let sessionless = self.sessionless
+        let websockets = WebSocketEnvironment(
+            gateway: gateway, outboxes: LoopOutboxes(group: MultiThreadedEventLoopGroup.singleton), deadlines: tokenDeadlines,
+            sessionless: sessionless, logger: logger)
         let admission = self.admission
         let addresses = self.addresses
         let sessionLogger = logger
         var server = HTTPServerBuilder { responder in
             GatewayChildChannel(
-                responder: responder, gateway: gateway, handshake: handshake, deadlines: deadlines, sessionless: sessionless, admission: admission,
+                responder: responder, gateway: gateway, handshake: handshake, websockets: websockets, admission: admission,
                 addresses: addresses,
                 logger: sessionLogger)
         }

@@ -36,10 +36,8 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
     let responder: HTTPChannelHandler.Responder
     let gateway: Gateway
     let handshake: WebSocketHandshake
-    /// Token expiry of the sessions; silence is swept by `HeartbeatSweeper`, not watched here.
-    let deadlines: TokenDeadlines
-    /// WebSocket connections that are not sessions (closed from there at shutdown).
-    let sessionless: SessionlessWebSockets
+    /// What the WebSocket connections share (settings, timers, outboxes).
+    let websockets: WebSocketEnvironment
     /// Places on the public port (`max_connections`, `max_connections_per_ip`).
     let admission: ConnectionAdmission
     let addresses: ClientAddressResolver
@@ -65,14 +63,12 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
             let capture = HandshakeHeadCapture()
             let gateway = self.gateway
             let handshake = self.handshake
-            let deadlines = self.deadlines
-            let sessionless = self.sessionless
+            let websockets = self.websockets
             let addresses = self.addresses
             let requestTimeoutMs = Int64(gateway.limits.requestTimeoutMs)
             let clock = gateway.clock
-            let sessionLogger = self.logger
             let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
-                maxFrameSize: gateway.limits.maxFrameBytes,
+                maxFrameSize: websockets.maxFrameBytes,
                 // Decoder errors are answered by `WebSocketSessionHandler.errorCaught` (one
                 // handler less per connection than NIO's WebSocketProtocolErrorHandler).
                 enableAutomaticErrorHandling: false,
@@ -106,8 +102,7 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
                         let mode = decision.value ?? .echo
                         let sync = channel.pipeline.syncOperations
                         sync.removeHandler(capture, promise: nil)
-                        try sync.addHandler(WebSocketSessionHandler(
-                            gateway: gateway, mode: mode, logger: sessionLogger, deadlines: deadlines, sessionless: sessionless))
+                        try sync.addHandler(WebSocketSessionHandler(environment: websockets, mode: mode))
                         return UpgradeResult.websocket
                     }
                 }

@@ -64,7 +64,7 @@ final class HeartbeatSweeper: Sendable {
 /// Each connection has at most one deadline, kept in a binary min-heap whose slot the
 /// connection remembers (`WebSocketConnection.deadlineSlot`), so replacing or dropping it is
 /// O(log n) and a closed connection leaves nothing behind. When a deadline passes, the
-/// connection's handler is called on its own event loop (`tokenDeadlinePassed`), as its own timer
+/// connection's owner is called on its own event loop (`tokenDeadlinePassed`), as its own timer
 /// was.
 final class TokenDeadlines: Sendable {
     struct Entry {
@@ -153,10 +153,10 @@ final class TokenDeadlines: Sendable {
             return due
         }
         for entry in due {
-            let handler = entry.connection.handler
+            let owner = entry.connection.owner
             let (generation, grace) = (entry.generation, entry.grace)
-            entry.connection.channel.eventLoop.execute {
-                handler.value.tokenDeadlinePassed(generation: generation, grace: grace)
+            owner.eventLoop.execute {
+                owner.value.tokenDeadlinePassed(generation: generation, grace: grace)
             }
         }
     }

@@ -3,13 +3,19 @@ import Logging
 import NIOCore
 import NIOWebSocket
 
-/// The WebSocket end of a session, as a NIO channel handler on the event loop.
+/// One WebSocket connection's owner: a NIO channel handler, confined to the channel's event loop.
+///
+/// It holds everything of the connection that lives on the loop: the channel, the timers (the
+/// wait for `auth`, the token's deadline), reading and its backpressure, and the outbound queue
+/// (frames held for `hello`, frames the socket cannot take yet). Other threads reach the
+/// connection only through its `WebSocketConnection`, which counts the outbound frames against
+/// `outbound_queue` (one bound: a frame counts from its send until it is written here or
+/// dropped), hands them to the loop's `LoopOutbox`, and runs the client's messages through the
+/// gateway in order.
 ///
 /// It enforces RFC 6455 on what arrives (masking, reserved bits, opcodes, fragmentation,
 /// UTF-8, the message size limit), answers pings, reassembles fragmented messages, and passes
-/// complete text messages to its `WebSocketConnection`. It writes outbound frames, keeping
-/// those the socket cannot take yet in a bounded backlog; past the bound the client is a slow
-/// consumer (4008). Everything here runs on the channel's event loop.
+/// complete text messages to its `WebSocketConnection`.
 final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = WebSocketFrame
     typealias OutboundIn = WebSocketFrame
@@ -21,13 +27,8 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
         case echo
     }
 
-    private let gateway: Gateway
+    private let environment: WebSocketEnvironment
     private let mode: Mode
-    private let logger: Logger
-    /// The gateway's token deadlines (expiry, then the grace for a fresh `auth`).
-    private let deadlines: TokenDeadlines
-    /// Where this connection is listed while it is not a session (shutdown closes those).
-    private let sessionless: SessionlessWebSockets
     private var listedSessionless = false
     private var context: ChannelHandlerContext?
     private(set) var connection: WebSocketConnection?
@@ -37,10 +38,13 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// characters: each fragment is checked as it arrives, so invalid UTF-8 fails fast (1007).
     private var fragmentsValidUTF8 = 0
     private var fragmentOpcode: WebSocketOpcode = .text
-    /// Starts with one slot, not `CircularBuffer`'s default 16 (~400 B per idle connection); it
-    /// grows by doubling when a slow socket needs it.
+    /// Frames the socket could not take yet. Starts with one slot, not `CircularBuffer`'s
+    /// default 16 (~400 B per idle connection); it grows by doubling when a slow socket needs
+    /// it, up to `outbound_queue` frames (the connection's bound counts these too).
     private var backlog = CircularBuffer<ByteBuffer>(initialCapacity: 1)
-    /// Written by `writeText` and not flushed yet.
+    /// Deliveries that came before the session's `hello` went out; nil once it has.
+    private var heldForHello: [ByteBuffer]? = []
+    /// Written by `take` and not flushed yet.
     private var unflushed = false
     private var readPaused = false
     private var readPending = false
@@ -51,18 +55,17 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// Counts the token deadlines set and dropped: one that fires with an older count is stale.
     private var deadlineGeneration: UInt32 = 0
 
-    init(gateway: Gateway, mode: Mode, logger: Logger, deadlines: TokenDeadlines, sessionless: SessionlessWebSockets) {
-        self.gateway = gateway
+    init(environment: WebSocketEnvironment, mode: Mode) {
+        self.environment = environment
         self.mode = mode
-        self.logger = logger
-        self.deadlines = deadlines
-        self.sessionless = sessionless
-        gateway.stats.live.websocketHandlers.wrappingIncrement(ordering: .relaxed)
+        environment.stats.live.websocketHandlers.wrappingIncrement(ordering: .relaxed)
     }
 
     deinit {
-        gateway.stats.live.websocketHandlers.wrappingDecrement(ordering: .relaxed)
+        environment.stats.live.websocketHandlers.wrappingDecrement(ordering: .relaxed)
     }
+
+    private var logger: Logger { environment.logger }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -71,25 +74,25 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
             return
         }
         let connection = WebSocketConnection(
-            gateway: gateway, channel: context.channel, handler: NIOLoopBound(self, eventLoop: context.eventLoop),
-            remoteAddress: address, logger: logger)
+            environment: environment, owner: NIOLoopBound(self, eventLoop: context.eventLoop), remoteAddress: address)
         self.connection = connection
         if let identity {
             Task { _ = await connection.start(identity: identity, device: nil, ref: nil) }
         } else {
             listSessionless(true)
             let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-            let authTimeout = gateway.limits.authTimeoutMs
-            let idleTimeout = gateway.presenceSettings.offlineAfterMs
-            let now = gateway.clock.nowMillis()
+            let authTimeout = environment.authTimeoutMs
+            let idleTimeout = environment.offlineAfterMs
+            let clock = environment.clock
+            let now = clock.nowMillis()
             // Sessions are swept for silence (`HeartbeatSweeper`); before one opens, a silence
             // shorter than the auth timeout closes the connection the same way.
             if idleTimeout < authTimeout {
-                authTimer = gateway.clock.schedule(at: now + Int64(idleTimeout), on: context.eventLoop) {
+                authTimer = clock.schedule(at: now + Int64(idleTimeout), on: context.eventLoop) {
                     handler.value.close(code: .normal, reason: "heartbeat timeout")
                 }
             } else {
-                authTimer = gateway.clock.schedule(at: now + Int64(authTimeout), on: context.eventLoop) {
+                authTimer = clock.schedule(at: now + Int64(authTimeout), on: context.eventLoop) {
                     handler.value.connection?.fail(.unauthorized("no auth frame within \(authTimeout) ms"), code: .unauthorized)
                 }
             }
@@ -98,15 +101,15 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     /// The end of the connection, however it ended (NIO removes every handler of a closed
     /// channel): the session closes, and the handler lets go of its connection, which holds the
-    /// handler back (`WebSocketConnection.handler`): with both references kept, neither would
+    /// handler back (`WebSocketConnection.owner`): with both references kept, neither would
     /// ever be freed.
     func handlerRemoved(context: ChannelHandlerContext) {
         listSessionless(false)
         cancelTimers()
-        connection?.closed(by: self)
+        dropOutbound()
+        connection?.ended()
         connection = nil
         fragments = nil
-        backlog.removeAll()
         self.context = nil
     }
 
@@ -126,7 +129,8 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     func channelInactive(context: ChannelHandlerContext) {
         cancelTimers()
-        connection?.closed(by: self)
+        dropOutbound()
+        connection?.ended()
         context.fireChannelInactive()
     }
 
@@ -135,9 +139,9 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
         guard listed != listedSessionless, let context else { return }
         listedSessionless = listed
         if listed {
-            sessionless.insert(self, eventLoop: context.eventLoop)
+            environment.sessionless.insert(self, eventLoop: context.eventLoop)
         } else {
-            sessionless.remove(self)
+            environment.sessionless.remove(self)
         }
     }
 
@@ -149,7 +153,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     private func dropDeadline() {
         deadlineGeneration &+= 1
-        if let connection { deadlines.remove(connection) }
+        if let connection { environment.deadlines.remove(connection) }
     }
 
     /// The session is open (or its token refreshed): stop the auth timer, watch the expiry.
@@ -161,15 +165,15 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
         // A new deadline replaces the old one; an old one already firing is stale.
         deadlineGeneration &+= 1
         guard let connection else { return }
-        guard let expiresAt, context != nil else { return deadlines.remove(connection) }
-        deadlines.set(connection, at: expiresAt, generation: deadlineGeneration, grace: false)
+        guard let expiresAt, context != nil else { return environment.deadlines.remove(connection) }
+        environment.deadlines.set(connection, at: expiresAt, generation: deadlineGeneration, grace: false)
     }
 
     /// A deadline `authenticated` or `tokenExpired` set has passed (called by `TokenDeadlines`).
     func tokenDeadlinePassed(generation: UInt32, grace: Bool) {
         guard generation == deadlineGeneration else { return }
         if grace {
-            guard let session = connection?.session, session.tokenExpiresAt.load(ordering: .relaxed) <= gateway.clock.nowMillis() else { return }
+            guard let session = connection?.session, session.tokenExpiresAt.load(ordering: .relaxed) <= environment.clock.nowMillis() else { return }
             connection?.close(code: .unauthorized, reason: "token expired")
         } else {
             tokenExpired()
@@ -179,12 +183,12 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// The token ran out: say so, and close unless a fresh `auth` arrives within the auth timeout.
     private func tokenExpired() {
         guard let connection, let session = connection.session, context != nil else { return }
-        guard session.tokenExpiresAt.load(ordering: .relaxed) <= gateway.clock.nowMillis() else { return }
+        guard session.tokenExpiresAt.load(ordering: .relaxed) <= environment.clock.nowMillis() else { return }
         // Taken before the notice goes out: a client (or a test stepping the clock) that sees it
         // knows when the grace ends.
-        let graceEnds = gateway.clock.nowMillis() + Int64(gateway.limits.authTimeoutMs)
+        let graceEnds = environment.clock.nowMillis() + Int64(environment.authTimeoutMs)
         _ = connection.send(ServerFrame.error(GatewayError(.tokenExpired, "token expired: send a fresh 'auth' frame"), ref: nil))
-        deadlines.set(connection, at: graceEnds, generation: deadlineGeneration, grace: true)
+        environment.deadlines.set(connection, at: graceEnds, generation: deadlineGeneration, grace: true)
     }
 
     // MARK: Inbound
@@ -194,7 +198,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
         guard !closing else { return }
         // Every frame counts as a heartbeat (`HeartbeatSweeper`), even one that waits behind
         // another still being processed.
-        connection?.session?.lastActiveAt.store(gateway.clock.nowMillis(), ordering: .relaxed)
+        connection?.session?.lastActiveAt.store(environment.clock.nowMillis(), ordering: .relaxed)
         guard frame.maskKey != nil else { return protocolError(.protocolError, "unmasked client frame") }
         guard !frame.rsv1, !frame.rsv2, !frame.rsv3 else { return protocolError(.protocolError, "reserved bits set") }
         switch frame.opcode {
@@ -213,8 +217,8 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
             guard var buffer = fragments else { return protocolError(.protocolError, "continuation without a message") }
             fragments = nil
             var data = frame.unmaskedData
-            guard buffer.readableBytes + data.readableBytes <= gateway.limits.maxFrameBytes else {
-                return protocolError(.tooLarge, "message larger than \(gateway.limits.maxFrameBytes) bytes")
+            guard buffer.readableBytes + data.readableBytes <= environment.maxFrameBytes else {
+                return protocolError(.tooLarge, "message larger than \(environment.maxFrameBytes) bytes")
             }
             buffer.writeBuffer(&data)
             if frame.fin {
@@ -305,8 +309,8 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     private func message(opcode: WebSocketOpcode, data: inout ByteBuffer) {
-        guard data.readableBytes <= gateway.limits.maxFrameBytes else {
-            return protocolError(.tooLarge, "message larger than \(gateway.limits.maxFrameBytes) bytes")
+        guard data.readableBytes <= environment.maxFrameBytes else {
+            return protocolError(.tooLarge, "message larger than \(environment.maxFrameBytes) bytes")
         }
         if opcode == .text {
             let valid = data.withUnsafeReadableBytes { String(validating: $0, as: UTF8.self) != nil }
@@ -378,24 +382,51 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
         context.write(data, promise: promise)
     }
 
-    /// Writes a text frame, or keeps it in the backlog while the socket cannot take more; the
-    /// caller (`LoopOutbox`, through the connection) flushes with `flushIfNeeded` once it has
-    /// written its burst.
-    func writeText(_ buffer: ByteBuffer) {
-        guard let context, !closing else { return }
-        if backlog.isEmpty, context.channel.isWritable {
-            context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: buffer)), promise: nil)
-            unflushed = true
-        } else {
-            backlog.append(buffer)
-            if backlog.count > gateway.limits.outboundQueue {
-                gateway.stats.slowConsumers.wrappingIncrement(ordering: .relaxed)
-                close(code: .slowConsumer, reason: "outbound queue full")
-            }
+    /// Takes a frame its connection counted and the loop's outbox brought: held while the
+    /// session's `hello` has not gone out (for `.afterHello`), else written, or kept in the
+    /// backlog while the socket cannot take more. The outbox flushes with `flushIfNeeded` once
+    /// it has handed over its burst.
+    func take(_ buffer: ByteBuffer, order: LoopOutbox.Order) {
+        guard context != nil, !closing else {
+            connection?.written(1)
+            return
+        }
+        switch order {
+        case .afterHello where heldForHello != nil:
+            heldForHello!.append(buffer)
+            keep()
+        case .hello:
+            writeCounted(buffer)
+            let held = heldForHello ?? []
+            heldForHello = nil
+            for frame in held { writeCounted(frame) }
+            if backlog.isEmpty, !held.isEmpty { _ = connection?.setWaiting(false) }
+        case .afterHello, .now:
+            writeCounted(buffer)
         }
     }
 
-    /// Flushes what `writeText` wrote, if anything.
+    /// A frame was kept (held for `hello`, or waiting for the socket): frames now wait for the
+    /// client, and past `outbound_queue` of them it is a slow consumer (4008).
+    private func keep() {
+        guard let connection, !closing else { return }
+        if !connection.setWaiting(true) { connection.closeAsSlowConsumer() }
+    }
+
+    /// Writes a counted frame, or keeps it in the backlog while the socket cannot take more.
+    private func writeCounted(_ buffer: ByteBuffer) {
+        guard let context else { return }
+        if backlog.isEmpty, context.channel.isWritable {
+            context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: buffer)), promise: nil)
+            unflushed = true
+            connection?.written(1)
+        } else {
+            backlog.append(buffer)
+            keep()
+        }
+    }
+
+    /// Flushes what `take` wrote, if anything.
     func flushIfNeeded() {
         guard unflushed else { return }
         unflushed = false
@@ -403,11 +434,25 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
+        var written = 0
         while context.channel.isWritable, let next = backlog.popFirst() {
             context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: next)), promise: nil)
+            written += 1
+        }
+        if written > 0 {
+            connection?.written(written)
+            if backlog.isEmpty, heldForHello?.isEmpty ?? true { _ = connection?.setWaiting(false) }
         }
         context.flush()
         context.fireChannelWritabilityChanged()
+    }
+
+    /// Drops the frames not written yet (the connection is closing or gone), uncounting them.
+    private func dropOutbound() {
+        let dropped = backlog.count + (heldForHello?.count ?? 0)
+        backlog.removeAll()
+        heldForHello = nil
+        if dropped > 0 { connection?.written(dropped) }
     }
 
     /// Sends a close frame and closes the channel once it is written.
@@ -421,7 +466,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
         guard !closing, let context else { return }
         closing = true
         cancelTimers()
-        backlog.removeAll()
+        dropOutbound()
         var data = context.channel.allocator.buffer(capacity: 2 + reason.utf8.count)
         data.writeInteger(rawCode)
         data.writeString(String(reason.utf8.prefix(120)) ?? "")

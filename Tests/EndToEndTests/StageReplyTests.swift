@@ -65,7 +65,8 @@ struct StageReplyTests {
         let principal = Principal(user: "alice", device: "d1", session: "s1", transport: .http)
 
         var replies: [JSONObject] = []
-        let error = await gateway.handle(text: ByteBuffer(string: frame), principal: principal) { bytes in
+        let parsed = try ClientFrame.parse(ByteBuffer(string: frame)).get()
+        let error = await gateway.handle(parsed, principal: principal) { bytes in
             if let object = try? JSONParser.parse(Array(bytes.readableBytesView)).objectValue { replies.append(object) }
         }
         #expect(error == nil)

@@ -25,4 +25,17 @@ struct ServerFrameTests {
         #expect(frames[1] == frames[2])
         #expect(String(buffer: frames[0]) == #"{"type":"ack","ref":"r1","id":"7","seq":3,"ts":5,"client_msg_id":"c1"}"#)
     }
+
+    /// `typing`, `receipt` and `presence`, built by `ServerFrame` like every other frame
+    /// (escaped strings, ids as strings, room for the header).
+    @Test func typingReceiptAndPresenceFramesAreServerFrames() {
+        let typing = ServerFrame.typing(from: "al\"ice", to: .group("g1"))
+        #expect(typing.readerIndex >= ServerFrame.headerRoom)
+        #expect(String(buffer: typing) == #"{"type":"typing","from":"al\"ice","to":{"group":"g1"}}"#)
+        let receipt = ServerFrame.receipt(from: "bob", with: .user("alice"), upTo: 385_519_763_809_374_208)
+        #expect(receipt.readerIndex >= ServerFrame.headerRoom)
+        #expect(String(buffer: receipt) == #"{"type":"receipt","from":"bob","with":{"user":"alice"},"up_to":"385519763809374208"}"#)
+        let presence = ServerFrame.presence(ref: "r2", users: [["user": "bob", "status": "online", "last_active_at": .int(5)]])
+        #expect(String(buffer: presence) == #"{"type":"presence","ref":"r2","users":[{"user":"bob","status":"online","last_active_at":5}]}"#)
+    }
 }

@@ -103,6 +103,39 @@ public enum ServerFrame {
         return framed(w.bytes)
     }
 
+    /// A `typing` event: `from` is typing to `to` (a user, or a group the recipient is in).
+    public static func typing(from: String, to: Address) -> ByteBuffer {
+        var w = JSONWriter(capacity: 96)
+        w.raw("{\"type\":\"typing\",\"from\":")
+        w.string(from)
+        w.raw(",\"to\":")
+        to.write(to: &w)
+        w.raw("}")
+        return framed(w.bytes)
+    }
+
+    /// A `receipt`: `from` has read the conversation `with` up to `upTo` (an id, as a string).
+    public static func receipt(from: String, with: Address, upTo: UInt64) -> ByteBuffer {
+        var w = JSONWriter(capacity: 112)
+        w.raw("{\"type\":\"receipt\",\"from\":")
+        w.string(from)
+        w.raw(",\"with\":")
+        with.write(to: &w)
+        w.key("up_to")
+        w.idString(upTo)
+        w.raw("}")
+        return framed(w.bytes)
+    }
+
+    /// A `presence` frame: each of `users` is `Presence.entry` (user, status, last_active_at);
+    /// with `ref` when it answers `presence.subscribe`.
+    public static func presence(ref: String?, users: [JSONValue]) -> ByteBuffer {
+        var frame: JSONObject = ["type": "presence"]
+        if let ref { frame["ref"] = .string(ref) }
+        frame["users"] = .array(users)
+        return object(frame)
+    }
+
     /// A `message` frame for one recipient.
     public static func message(_ message: StoredMessage, seq: Int64?) -> ByteBuffer {
         var w = JSONWriter(capacity: 160 + message.body.count)

@@ -129,9 +129,7 @@ public final class Presence: Sendable {
     private func publish(_ user: String) {
         let subscribers = state.withLock { Array(($0.watchers[user] ?? [:]).values) }
         guard !subscribers.isEmpty else { return }
-        var frame: JSONObject = ["type": "presence"]
-        frame["users"] = .array([entry(user)])
-        let bytes = ServerFrame.object(frame)
+        let bytes = ServerFrame.presence(ref: nil, users: [entry(user)])
         for session in subscribers where session.connection.send(bytes) == false {
             session.connection.close(code: .slowConsumer, reason: "outbound queue full")
         }
@@ -203,10 +201,7 @@ public final class Presence: Sendable {
     }
 
     func reply(_ users: [String], ref: String?) -> ByteBuffer {
-        var frame: JSONObject = ["type": "presence"]
-        if let ref { frame["ref"] = .string(ref) }
-        frame["users"] = .array(users.map(entry))
-        return ServerFrame.object(frame)
+        ServerFrame.presence(ref: ref, users: users.map(entry))
     }
 
     /// Whether `viewer` may see `user`: always with `visibility: everyone`; with `shared`, when
