@@ -112,7 +112,11 @@ struct ClockTests {
         #expect(await fired.wait { $0 })
         #expect(ContinuousClock.now - started >= .milliseconds(15))
         let cancelled = Observed(false)
-        clock.schedule(at: clock.nowMillis() + 10, on: loop) { cancelled.update { $0 = true } }.cancel()
+        // Scheduled and cancelled in one turn of the loop, so the timer cannot run in between
+        // however long this thread is descheduled.
+        try await loop.submit {
+            clock.schedule(at: clock.nowMillis() + 10, on: loop) { cancelled.update { $0 = true } }.cancel()
+        }.get()
         try await clock.sleep(until: clock.nowMillis() + 30)
         #expect(!cancelled.value)
     }

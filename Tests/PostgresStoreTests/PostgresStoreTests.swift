@@ -104,7 +104,9 @@ struct PostgresStoreTests {
             _ = try await PostgresStore.open(configuration, logger: Logger(label: "test.store"))
         }
         #expect(error?.code == .unavailable)
-        #expect(ContinuousClock.now - started < .seconds(10))
+        // Bounded (no endless reconnecting): a few connect timeouts, with room for a loaded
+        // 2-core machine running every other suite at once.
+        #expect(ContinuousClock.now - started < .seconds(30))
     }
 
     @Test func urlsAreParsed() throws {

@@ -41,8 +41,11 @@ struct PushFixture {
             guard let server = try PostgresTestServer.shared() else {
                 try Test.cancel(Comment(rawValue: PostgresTestServer.unavailableReason))
             }
-            let store = try await PostgresStore.open(
-                PostgresStoreConfiguration(url: try server.createDatabase(), poolSize: 4, durability: .relaxed), logger: Logger(label: "test.push"))
+            // 30 s per operation, as openPostgres in PostgresStoreTests: on a loaded 2-core
+            // machine the default 5 s can pass before an answer that is on its way.
+            var configuration = try PostgresStoreConfiguration(url: try server.createDatabase(), poolSize: 4, durability: .relaxed)
+            configuration.requestTimeout = .seconds(30)
+            let store = try await PostgresStore.open(configuration, logger: Logger(label: "test.push"))
             do {
                 return try make(settings: settings, harness: StageHarness(), stores: Stores(store), directory: nil, on: on)
             } catch {
