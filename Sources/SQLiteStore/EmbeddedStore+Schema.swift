@@ -103,6 +103,7 @@ extension EmbeddedStore {
         }
         registerPushMigration(in: &migrator)
         registerMediaMigration(&migrator)
+        registerInboxChunksMigration(&migrator)
         return migrator
     }
 }
