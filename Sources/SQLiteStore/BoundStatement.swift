@@ -39,19 +39,6 @@ struct BoundStatement {
         }
     }
 
-    /// UTF-8 text given as bytes.
-    func bind(_ index: Int32, text: [UInt8]) {
-        text.withUnsafeBufferPointer { bytes in
-            bytes.withMemoryRebound(to: CChar.self) { characters in
-                if let base = characters.baseAddress {
-                    _ = sqlite3_bind_text(handle, index, base, Int32(characters.count), Self.transient)
-                } else {
-                    _ = sqlite3_bind_text(handle, index, "", 0, Self.transient)
-                }
-            }
-        }
-    }
-
     /// A blob, or NULL for nil.
     func bind(_ index: Int32, bytes: [UInt8]?) {
         guard let bytes else {

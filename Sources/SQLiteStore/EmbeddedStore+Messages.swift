@@ -145,66 +145,45 @@ extension EmbeddedStore {
     }
 }
 
-/// Inbox entries of one commit, inserted in bulk as chunks (`inbox_chunks`, v5): sorted by
-/// (user, seq), each user's run of consecutive seqs becomes one row of at most `maxChunk`
-/// message ids, and `rowsPerStatement` rows go into one `INSERT` (one statement per row costs
-/// more per row than the B-tree insert itself).
+/// Inbox rows of one commit, inserted in bulk: sorted by (user, seq), so each user's rows go
+/// into the B-tree together, `rowsPerStatement` rows per `INSERT` (one statement per row
+/// costs more per row than the b-tree insert itself).
 struct InboxRows {
     static let rowsPerStatement = 32
-    /// Most message ids in one chunk row (bounds a row's size: 64 ids are at most 1.3 KB).
-    static let maxChunk = 64
     private var rows: [(user: String, seq: Int64, messageID: Int64)] = []
-    /// Entries inserted so far.
+    /// Rows inserted so far.
     private(set) var inserted: Int64 = 0
 
     mutating func append(user: String, seq: Int64, messageID: Int64) {
         rows.append((user, seq, messageID))
     }
 
-    /// Inserts the entries appended since the last call.
+    /// Inserts the rows appended since the last call.
     mutating func insert(in db: Database) throws {
         if rows.isEmpty { return }
         rows.sort { $0.user == $1.user ? $0.seq < $1.seq : $0.user < $1.user }
-        var chunks: [(user: String, seq: Int64, ids: [UInt8])] = []
         var index = 0
-        while index < rows.count {
-            let first = rows[index]
-            var ids: [UInt8] = [UInt8(ascii: "[")]
-            ids.reserveCapacity(24)
-            Self.append(first.messageID, to: &ids)
-            var count = 1
-            index += 1
-            while index < rows.count, count < Self.maxChunk, rows[index].user == first.user, rows[index].seq == first.seq + Int64(count) {
-                ids.append(UInt8(ascii: ","))
-                Self.append(rows[index].messageID, to: &ids)
-                count += 1
-                index += 1
-            }
-            ids.append(UInt8(ascii: "]"))
-            chunks.append((first.user, first.seq, ids))
-        }
-        var next = 0
         let full = Self.rowsPerStatement
-        if chunks.count >= full {
+        if rows.count >= full {
             let statement = BoundStatement(try db.cachedStatement(sql: Self.fullSQL))
-            while chunks.count - next >= full {
+            while rows.count - index >= full {
                 var parameter: Int32 = 1
-                for chunk in chunks[next..<(next + full)] {
-                    statement.bind(parameter, chunk.user)
-                    statement.bind(parameter + 1, chunk.seq)
-                    statement.bind(parameter + 2, text: chunk.ids)
+                for row in rows[index..<(index + full)] {
+                    statement.bind(parameter, row.user)
+                    statement.bind(parameter + 1, row.seq)
+                    statement.bind(parameter + 2, row.messageID)
                     parameter += 3
                 }
                 try statement.execute(in: db)
-                next += full
+                index += full
             }
         }
-        if next < chunks.count {
+        if index < rows.count {
             let single = BoundStatement(try db.cachedStatement(sql: Self.singleSQL))
-            for chunk in chunks[next...] {
-                single.bind(1, chunk.user)
-                single.bind(2, chunk.seq)
-                single.bind(3, text: chunk.ids)
+            for row in rows[index...] {
+                single.bind(1, row.user)
+                single.bind(2, row.seq)
+                single.bind(3, row.messageID)
                 try single.execute(in: db)
             }
         }
@@ -216,64 +195,7 @@ struct InboxRows {
     static let singleSQL = sql(rows: 1)
 
     static func sql(rows: Int) -> String {
-        "INSERT INTO inbox_chunks(user, seq, message_ids) VALUES " + Array(repeating: "(?, ?, ?)", count: rows).joined(separator: ", ")
-    }
-
-    /// Appends the decimal digits of `id` (ids are positive).
-    static func append(_ id: Int64, to bytes: inout [UInt8]) {
-        if id <= 0 {
-            bytes.append(contentsOf: String(id).utf8)
-            return
-        }
-        var value = id
-        var start = bytes.count
-        while value > 0 {
-            bytes.append(UInt8(ascii: "0") + UInt8(value % 10))
-            value /= 10
-        }
-        var end = bytes.count - 1
-        while start < end {
-            bytes.swapAt(start, end)
-            start += 1
-            end -= 1
-        }
-    }
-
-    /// The message ids of a chunk's `[id,id,…]` text; anything else is corruption.
-    static func decode(_ text: Data, user: String, seq: Int64) throws -> [Int64] {
-        var ids: [Int64] = []
-        var value: Int64 = 0
-        var digits = 0
-        var negative = false
-        var valid = text.first == UInt8(ascii: "[") && text.last == UInt8(ascii: "]") && text.count > 2
-        if valid {
-            for byte in text.dropFirst().dropLast() {
-                switch byte {
-                case UInt8(ascii: "0")...UInt8(ascii: "9"):
-                    let (times, overflow1) = value.multipliedReportingOverflow(by: 10)
-                    let (sum, overflow2) = times.addingReportingOverflow(Int64(byte - UInt8(ascii: "0")))
-                    if overflow1 || overflow2 { valid = false }
-                    value = sum
-                    digits += 1
-                case UInt8(ascii: "-") where digits == 0 && !negative:
-                    negative = true
-                case UInt8(ascii: ","):
-                    if digits == 0 { valid = false }
-                    ids.append(negative ? -value : value)
-                    value = 0
-                    digits = 0
-                    negative = false
-                default:
-                    valid = false
-                }
-                if !valid { break }
-            }
-            if digits == 0 { valid = false } else { ids.append(negative ? -value : value) }
-        }
-        guard valid else {
-            throw DatabaseError(resultCode: .SQLITE_CORRUPT, message: "inbox chunk (\(user), \(seq)) is not a list of message ids")
-        }
-        return ids
+        "INSERT INTO inbox(user, seq, message_id) VALUES " + Array(repeating: "(?, ?, ?)", count: rows).joined(separator: ", ")
     }
 }
 

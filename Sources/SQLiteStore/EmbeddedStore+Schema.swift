@@ -103,7 +103,6 @@ extension EmbeddedStore {
         }
         registerPushMigration(in: &migrator)
         registerMediaMigration(&migrator)
-        registerInboxChunksMigration(&migrator)
         return migrator
     }
 }

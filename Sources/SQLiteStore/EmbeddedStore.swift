@@ -121,15 +121,18 @@ public final class EmbeddedStore: MessageStore, GroupStore, Sendable {
         let (sum, overflow) = after.addingReportingOverflow(Int64(clamping: limit))
         try await materializeWaiting(user: user, through: overflow || sum == Int64.max ? nil : sum + 1)
         return try await read { db in
-            let found = try Self.inboxEntries(user: user, after: after, limit: limit, in: db)
-            let statement = try db.cachedStatement(sql: "SELECT \(Self.messageColumns) FROM messages m WHERE m.id = ?")
+            let statement = try db.cachedStatement(sql: """
+                SELECT i.seq, \(Self.messageColumns)
+                FROM inbox i JOIN messages m ON m.id = i.message_id
+                WHERE i.user = ? AND i.seq > ?
+                ORDER BY i.seq
+                LIMIT ?
+                """)
             var entries: [InboxEntry] = []
-            entries.reserveCapacity(min(found.count, limit))
-            for entry in found {
-                // An entry whose message is gone is skipped, as the join of v1 skipped it.
-                guard let row = try Row.fetchOne(statement, arguments: [entry.messageID]) else { continue }
+            let rows = try Row.fetchCursor(statement, arguments: [user, after, Self.fetchLimit(limit)])
+            while let row = try rows.next() {
                 if entries.count == limit { return (entries, true) }
-                entries.append(InboxEntry(seq: entry.seq, message: try Self.message(row, at: 0)))
+                entries.append(InboxEntry(seq: try row.decode(atIndex: 0), message: try Self.message(row, at: 1)))
             }
             return (entries, false)
         }

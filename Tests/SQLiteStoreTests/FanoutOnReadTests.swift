@@ -235,12 +235,11 @@ struct FanoutOnReadTests {
             let store = try EmbeddedStore(path: path, durability: .full, busyTimeout: 5, logger: nil, materializationChunk: 100)
             try await FanoutOnReadTests.makeGroup(store)
             _ = try await store.commit((1...6).map { groupMessage(UInt64($0), from: "alice", group: "g", members: Self.members, readFanout: true) })
-            // The chunk holding bob's 4th entry fails in the middle of the transaction (the
-            // writer connection's temporary trigger: the same as a crash there).
+            // The 4th entry of bob's fails in the middle of the transaction (the writer
+            // connection's temporary trigger: the same as a crash there).
             try await store.pool.write { db in
                 try db.execute(sql: """
-                    CREATE TEMP TRIGGER fail_bob BEFORE INSERT ON inbox_chunks
-                    WHEN NEW.user = 'bob' AND NEW.seq <= 4 AND NEW.seq + json_array_length(NEW.message_ids) > 4
+                    CREATE TEMP TRIGGER fail_bob BEFORE INSERT ON inbox WHEN NEW.user = 'bob' AND NEW.seq = 4
                     BEGIN SELECT RAISE(ABORT, 'injected'); END
                     """)
             }
