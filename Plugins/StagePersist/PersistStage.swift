@@ -42,14 +42,10 @@ public struct PersistStage: Stage {
         return .continue
     }
 
-    /// The body's JSON size; strings are counted without encoding (the common case), and only
-    /// bodies that could be near the limit are encoded.
+    /// The body's JSON size, counted without serializing it (the gateway serializes the body
+    /// once, for the store); past `limit` the count may stop early at some larger value.
     static func encodedSize(_ body: JSONValue, limit: Int) -> Int {
-        switch body {
-        case .string(let text): return text.utf8.count + 2
-        case .null, .bool, .number: return 8
-        default: return body.jsonBytes.count
-        }
+        EncodedSize.of(body, limit: limit)
     }
 
     public static let factory = StageFactory(

@@ -16,13 +16,14 @@ public struct BenchCommand: AsyncParsableCommand {
             senders, long-poll receivers), churn (N connections opened and closed in waves: memory \
             growth per 1,000 closed connections), storm (N clients through a gateway restart: recovery time, \
             lost messages), durable (relay with durability full vs relaxed; relay --postgres adds one and two \
-            gateways on PostgreSQL), media (the media store in process: \
+            gateways on PostgreSQL), burst (P senders all sending one message at the same instant every \
+            200 ms: 500 msgs/s for 100 pairs), media (the media store in process: \
             upload/download MiB/s, compression, thumbnails/s; MEDIA_BENCH_S3_ENDPOINT adds s3). \
             The gateway runs as a child process on a temporary config and store; with 2+ cores and \
             taskset, the server is pinned to CPU 0 and the generator to CPU 1. See docs/PERFORMANCE.md.
             """)
 
-    @Argument(help: "relay, fanout, idle, churn, longpoll, storm, durable or media.")
+    @Argument(help: "relay, fanout, idle, churn, longpoll, storm, durable, burst or media.")
     var scenario: BenchScenario?
 
     @Option(help: "Measured seconds.")
@@ -34,7 +35,7 @@ public struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Connections (idle, storm; default 10000, capped by the open-files limit).")
     var connections: Int?
 
-    @Option(help: "Sender/receiver pairs (relay, durable, longpoll; default 100).")
+    @Option(help: "Sender/receiver pairs (relay, durable, longpoll, burst; default 100).")
     var pairs: Int?
 
     @Option(help: "Unacked messages per sender (default 10).")
@@ -95,7 +96,7 @@ public struct BenchCommand: AsyncParsableCommand {
 
     /// The parameters these options describe.
     func parameters() throws(BenchError) -> BenchParameters {
-        guard let scenario else { throw BenchError("missing SCENARIO (relay, fanout, idle, longpoll, storm, durable, media)") }
+        guard let scenario else { throw BenchError("missing SCENARIO (relay, fanout, idle, longpoll, storm, durable, burst, media)") }
         var p = BenchParameters(scenario: scenario)
         p.duration = duration
         p.warmup = warmup

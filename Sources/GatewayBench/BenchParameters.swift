@@ -19,6 +19,9 @@ public enum BenchScenario: String, CaseIterable, Sendable {
     case churn
     /// The media store in process: upload/download MiB/s, compression, thumbnails/s (MediaBench.swift).
     case media
+    /// P sender→receiver pairs, 1:1, every sender sending one message at the same instant every
+    /// `burstIntervalMs` (100 pairs: 500 msgs/s in bursts of 100).
+    case burst
 }
 
 /// Everything a bench run needs, validated before anything starts.
@@ -93,6 +96,9 @@ public struct BenchParameters: Sendable, Equatable {
     /// gateway (its smallest value), so that every group of the run is served fanout-on-read.
     public static let fanoutOnReadAbove = 2
 
+    /// `burst`: every sender sends one message at the same instant this often.
+    public static let burstIntervalMs = 200
+
     /// Senders per group in `fanout`.
     public static let sendersPerGroup = 2
 
@@ -104,6 +110,7 @@ public struct BenchParameters: Sendable, Equatable {
         case .idle, .churn: ["--connections"]
         case .storm: ["--connections", "--rate", "--body-bytes"]
         case .media: ["--runs"]
+        case .burst: ["--pairs", "--body-bytes"]
         }
     }
 

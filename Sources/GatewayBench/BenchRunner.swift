@@ -149,6 +149,11 @@ public struct BenchRunner: Sendable {
             config["senders_per_group"] = .int(BenchParameters.sendersPerGroup)
             if let rate = p.effectiveRate { config["rate"] = BenchReport.number(rate) } else { config["window"] = .int(p.effectiveWindow) }
             config["body_bytes"] = .int(p.bodyBytes)
+        case .burst:
+            config["pairs"] = .int(p.effectivePairs)
+            config["burst_interval_ms"] = .int(BenchParameters.burstIntervalMs)
+            config["rate"] = BenchReport.number(Double(p.effectivePairs) * 1000 / Double(BenchParameters.burstIntervalMs))
+            config["body_bytes"] = .int(p.bodyBytes)
         case .idle:
             config["connections"] = .int(scenarios.idleConnections().0)
         case .churn:

@@ -79,6 +79,7 @@ public struct Figures: Sendable, Equatable {
         ("lost", "lost (acked, never received)"),
         ("unacked", "never acked"),
         ("server_cpu_pct", "server CPU (% of a core)"),
+        ("server_cpu_us_per_msg", "server CPU per message sent (µs)"),
         ("server_rss_bytes", "server RSS (bytes)"),
         ("generator_cpu_pct", "generator CPU (% of a core)"),
         ("postgres_cpu_pct", "PostgreSQL CPU (% of a core)"),

@@ -17,6 +17,10 @@ struct LoadPlan: Sendable {
     var window: Int = 10
     /// A fixed total send rate (msgs/s) over all senders (open loop).
     var rate: Double?
+    /// Every sender sends one message at the same instant this often (open loop, `burst`).
+    var burstIntervalMs: Int?
+    /// Senders refill a window on each ack (neither `rate` nor `burstIntervalMs` is set).
+    var closedLoop: Bool { rate == nil && burstIntervalMs == nil }
     var bodyBytes: Int = 100
     /// Connection attempts under way at once.
     var connectConcurrency = 256
@@ -327,7 +331,7 @@ final class LoadGenerator {
                 write(send: number, from: client, on: connection, nanos: MonotonicClock.nanos())
             }
         }
-        if sending, plan.rate == nil { fill(client) }
+        if sending, plan.closedLoop { fill(client) }
     }
 
     // MARK: Receiving
@@ -354,7 +358,7 @@ final class LoadGenerator {
             if client.role == .sender, client.inFlight > 0 {
                 // Errors answer sends here: free the window slot (tracked sends stay unacked).
                 client.inFlight -= 1
-                if sending, plan.rate == nil { fill(client) }
+                if sending, plan.closedLoop { fill(client) }
             }
         case .other:
             break
@@ -392,7 +396,7 @@ final class LoadGenerator {
             snapshot.acked += 1
             snapshot.ack.record(fromNanos: stamp.value, toNanos: MonotonicClock.nanos())
         }
-        if sending, plan.rate == nil { fill(client) }
+        if sending, plan.closedLoop { fill(client) }
     }
 
     // MARK: Sync (tracking)
@@ -466,10 +470,15 @@ final class LoadGenerator {
 
     // MARK: Sending
 
-    /// Starts sending: fills every sender's window, or starts the rate timer.
+    /// Starts sending: fills every sender's window, or starts the rate or burst timer.
     func startSending() {
         sending = true
-        if let rate = plan.rate {
+        if let interval = plan.burstIntervalMs {
+            let bound = NIOLoopBound(self, eventLoop: eventLoop)
+            rateTimer = eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(1), delay: .milliseconds(Int64(interval))) { _ in
+                bound.value.burstTick()
+            }
+        } else if let rate = plan.rate {
             rateStart = MonotonicClock.nanos()
             rateIssued = 0
             let bound = NIOLoopBound(self, eventLoop: eventLoop)
@@ -513,6 +522,17 @@ final class LoadGenerator {
                 client.unacked.insert(number)
                 if measuring { snapshot.sent += 1 }
             }
+        }
+        flushDirty()
+    }
+
+    /// One message from every ready sender, all stamped with the same instant, then one flush.
+    private func burstTick() {
+        guard sending else { return }
+        let now = MonotonicClock.nanos()
+        for index in senders {
+            let client = clients[index]
+            if client.ready, let connection = client.connection { issue(client, on: connection, nanos: now) }
         }
         flushDirty()
     }

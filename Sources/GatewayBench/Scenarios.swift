@@ -20,7 +20,7 @@ struct Scenarios: Sendable {
 
     func measure(_ server: ServerUnderTest) async throws -> Measurement {
         switch parameters.scenario {
-        case .relay, .durable: try await relay(server, longPoll: false)
+        case .relay, .durable, .burst: try await relay(server, longPoll: false)
         case .longpoll: try await relay(server, longPoll: true)
         case .fanout: try await fanout(server)
         case .idle: try await idle(server)
@@ -122,6 +122,10 @@ struct Scenarios: Sendable {
             figures.setLatency(snapshot.ack, prefix: "ack_")
             figures["sent_per_s"] = Double(snapshot.sent) / snapshot.elapsedSeconds
             addProcessFigures(&figures, server: (server0, server1), generator: (self0, self1))
+            if let cpu = figures["server_cpu_pct"], snapshot.sent > 0 {
+                // CPU seconds per second over sends per second: µs of server CPU per message sent.
+                figures["server_cpu_us_per_msg"] = cpu / 100 * 1e6 / (Double(snapshot.sent) / snapshot.elapsedSeconds)
+            }
             if let postgres0, let postgres1 {
                 figures["postgres_cpu_pct"] = (postgres1 - postgres0) / snapshot.elapsedSeconds * 100
             }
@@ -391,6 +395,7 @@ struct Scenarios: Sendable {
         if server.targets.count > 1 { plan.nodes = server.targets }
         plan.window = parameters.effectiveWindow
         plan.rate = parameters.effectiveRate
+        if parameters.scenario == .burst { plan.burstIntervalMs = BenchParameters.burstIntervalMs }
         plan.bodyBytes = parameters.bodyBytes
         return plan
     }

@@ -38,7 +38,7 @@ struct ParameterTests {
         (["storm", "--connections", "1"], "--connections must be 2...1000000 (was 1)"),
         (["relay", "--body-bytes", "10"], "--body-bytes must be 64...60000 (was 10)"),
         (["relay", "--runs", "0"], "--runs must be 1...20 (was 0)"),
-        (["idle", "--pairs", "5"], "--pairs does not apply to 'idle' (it is for relay, longpoll, durable)"),
+        (["idle", "--pairs", "5"], "--pairs does not apply to 'idle' (it is for relay, longpoll, durable, burst)"),
         (["relay", "--groups", "5"], "--groups does not apply to 'relay' (it is for fanout)"),
         (["idle", "--rate", "5"], "--rate does not apply to 'idle'"),
         (["relay", "--url", "http://x"], "--url must look like ws://HOST:PORT/v1/ws (was http://x)"),

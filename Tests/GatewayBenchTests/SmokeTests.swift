@@ -60,6 +60,21 @@ struct SmokeTests {
         let report = try await BenchRunner(parameters: Self.parameters(.relay) { $0.pairs = 2; $0.rate = 100 }).run()
         try Self.expectTraffic(report)
         #expect(report.config["rate"] == 100)
+        // Server CPU per message sent, for the gateway and the baseline.
+        #expect((report.gateway["server_cpu_us_per_msg"] ?? 0) > 0)
+        #expect((report.baseline?["server_cpu_us_per_msg"] ?? 0) > 0)
+    }
+
+    /// `burst`: every sender sends one message at the same instant every 200 ms, open loop
+    /// (an ack does not trigger another send, unlike the window of `relay`).
+    @Test func burst() async throws {
+        let report = try await BenchRunner(parameters: Self.parameters(.burst) { $0.pairs = 3; $0.duration = 1 }).run()
+        try Self.expectTraffic(report)
+        #expect(report.config["burst_interval_ms"] == 200)
+        #expect(report.config["rate"] == 15)
+        // 3 senders × 5 bursts a second; a window would send hundreds.
+        let sent = try #require(report.gateway["sent_per_s"])
+        #expect(sent > 5 && sent < 30)
     }
 
     @Test func fanout() async throws {
