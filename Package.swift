@@ -355,6 +355,7 @@ let package = Package(
         // Library targets' own unit tests (the end-to-end suites cover them over sockets too).
         .testTarget(name: "ChatClientTests", dependencies: ["ChatClient"], swiftSettings: swiftSettings),
         .testTarget(name: "GatewayServerTests", dependencies: ["GatewayServer"], swiftSettings: swiftSettings),
+        .testTarget(name: "LocalProcessTests", dependencies: ["LocalProcess"], swiftSettings: swiftSettings),
         .testTarget(
             name: "GatewayTestingTests",
             dependencies: [

@@ -7,8 +7,9 @@ import Glibc
 #endif
 
 /// The PostgreSQL server of `chatgate bench --postgres`: a private one the bench starts (Debian's
-/// binaries: initdb, then pg_ctl on a free port of 127.0.0.1 with `fsync=on` and
-/// `synchronous_commit=on`, as root as the `postgres` user), or the one `--database-url` names.
+/// binaries: initdb, then pg_ctl on a free port of 127.0.0.1 with `fsync=on`,
+/// `synchronous_commit=on` and the WAL settings docs/OPERATIONS.md recommends, as root as the
+/// `postgres` user), or the one `--database-url` names.
 /// Each measured gateway gets a fresh database, dropped after the run.
 final class BenchPostgres: Sendable {
     /// A database where `CREATE DATABASE` runs (`postgres` of the private server, or the URL's).
@@ -49,6 +50,9 @@ final class BenchPostgres: Sendable {
             try server.asServerUser("initdb", ["-D", directory + "/data", "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions"])
             let options = "-p \(port) -h 127.0.0.1 -k \(directory) -c fsync=on -c synchronous_commit=on -c max_connections=300"
                 + " -c shared_buffers=128MB -c listen_addresses=127.0.0.1"
+                // What docs/OPERATIONS.md recommends for a gateway primary (fsync and
+                // full_page_writes stay at their defaults).
+                + " -c wal_compression=on -c max_wal_size=4GB -c checkpoint_completion_target=0.9"
             try server.asServerUser("pg_ctl", ["-D", directory + "/data", "-o", options, "-l", directory + "/server.log", "-w", "-t", "60", "start"])
         } catch {
             try? FileManager.default.removeItem(atPath: directory)

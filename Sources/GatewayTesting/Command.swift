@@ -78,8 +78,8 @@ public enum Command {
         (try? runBlocking(executable, arguments, outputPath: "/dev/null")) == 0
     }
 
-    /// Runs a program to its end from synchronous code and returns its exit status (-1 when
-    /// it was killed by a signal). Its stdout and stderr go to `outputPath`; stdin is
+    /// Runs a program to its end from synchronous code and returns its exit status (128 + the
+    /// signal's number when a signal ended it). Its stdout and stderr go to `outputPath`; stdin is
     /// /dev/null. `waitpid` on the child's pid returns however busy the process's threads are
     /// and needs no signal.
     public static func runBlocking(_ executable: String, _ arguments: [String], outputPath: String) throws -> Int32 {

@@ -139,7 +139,7 @@ extension PostgresStore: OrderedCommitStore {
     static let inboxOrderMigration = Migration(version: 61, name: "inbox-id-order", statements: [
         "ALTER TABLE inbox_heads ADD COLUMN last_id bigint NOT NULL DEFAULT 0, ADD COLUMN first_id bigint NOT NULL DEFAULT 0",
         "UPDATE inbox_heads h SET last_id = i.message_id FROM inbox i WHERE i.user_id = h.user_id AND i.seq = h.seq",
-        orderedCommitFunction,
+        orderedCommitFunction(replacing: false, writesSenderSeq: true),
         """
         CREATE OR REPLACE FUNCTION chat_commit(
             p_ids bigint[], p_conversations text[], p_senders text[], p_to_kinds smallint[], p_to_ids text[],
@@ -153,9 +153,26 @@ extension PostgresStore: OrderedCommitStore {
         """,
     ])
 
-    /// `chat_commit` of v1 (see `commitFunction`) with the inbox order check.
-    static let orderedCommitFunction = """
-        CREATE FUNCTION chat_commit(
+    /// Sender seqs read from the inbox (v62): `chat_commit` no longer writes each message row a
+    /// second time (`UPDATE messages SET sender_seq`, most often not a HOT update, so a new row
+    /// version and an entry in each of its three indexes per message). The sender's seq of a
+    /// message is its entry in the sender's own inbox, which `originals` reads for a duplicate
+    /// (rows committed before v62 still carry `sender_seq`).
+    static let senderSeqFromInboxMigration = Migration(version: 62, name: "sender-seq-from-inbox", statements: [
+        orderedCommitFunction(replacing: true, writesSenderSeq: false)
+    ])
+
+    /// `chat_commit` of v1 (see `commitFunction`) with the inbox order check; until v62 it also
+    /// copied each sender's seq into the message row.
+    static func orderedCommitFunction(replacing: Bool, writesSenderSeq: Bool) -> String {
+        let senderSeq = """
+                    UPDATE messages m SET sender_seq = c.seq
+                    FROM unnest(v_msgs, v_users, v_seqs) AS c(msg, user_id, seq)
+                    WHERE m.id = p_ids[c.msg] AND c.user_id = p_senders[c.msg];
+
+            """
+        return """
+        \(replacing ? "CREATE OR REPLACE" : "CREATE") FUNCTION chat_commit(
             p_ids bigint[], p_conversations text[], p_senders text[], p_to_kinds smallint[], p_to_ids text[],
             p_client_msg_ids text[], p_ts bigint[], p_bodies bytea[], p_attachments bytea[], p_has_attachments boolean[],
             p_entry_msg integer[], p_entry_users text[], p_check_order boolean)
@@ -225,11 +242,7 @@ extension PostgresStore: OrderedCommitStore {
             SELECT c.user_id, c.seq, p_ids[c.msg] FROM unnest(v_msgs, v_users, v_seqs) AS c(msg, user_id, seq)
             ORDER BY c.user_id, c.seq;
 
-            UPDATE messages m SET sender_seq = c.seq
-            FROM unnest(v_msgs, v_users, v_seqs) AS c(msg, user_id, seq)
-            WHERE m.id = p_ids[c.msg] AND c.user_id = p_senders[c.msg];
-
-            INSERT INTO counters AS t(shard, messages, inbox_entries)
+        \(writesSenderSeq ? senderSeq : "")    INSERT INTO counters AS t(shard, messages, inbox_entries)
             VALUES (pg_backend_pid() % 16, cardinality(v_stored), cardinality(v_msgs))
             ON CONFLICT (shard) DO UPDATE SET messages = t.messages + excluded.messages,
                                               inbox_entries = t.inbox_entries + excluded.inbox_entries;
@@ -241,6 +254,7 @@ extension PostgresStore: OrderedCommitStore {
         END;
         $$
         """
+    }
 }
 
 extension LeaseGuardedMessageStore: OrderedCommitStore {

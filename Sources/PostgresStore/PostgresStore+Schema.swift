@@ -140,6 +140,7 @@ extension PostgresStore {
         clusterBusMigration,  // cluster bus (PostgresClusterBus.swift); version 50 leaves room for other migrations
         longPollSessionsMigration,  // long-poll sessions that outlive their node (PostgresClusterBus+LongPoll.swift)
         inboxOrderMigration,  // inbox id order across nodes (PostgresStore+OrderedCommit.swift)
+        senderSeqFromInboxMigration,  // one write per message row (PostgresStore+OrderedCommit.swift)
     ]
 
     /// The commit of a batch, in one statement (so one round trip and one transaction when

@@ -95,7 +95,9 @@ public final class PostgresStore: MessageStore, GroupStore, ReceiptStore, Sendab
         let clientMsgID: String
     }
 
-    /// The stored messages of these (sender, client_msg_id) keys, with their senders' seqs.
+    /// The stored messages of these (sender, client_msg_id) keys, with their senders' seqs: the
+    /// message's entry in its sender's inbox (searched from the newest: a duplicate is most
+    /// often a resend of a recent message), or `sender_seq` for rows committed before v62.
     func originals(of keys: [(sender: String, clientMsgID: String)]) async throws -> [DedupeKey: (message: StoredMessage, senderSeq: Int64)] {
         if keys.isEmpty { return [:] }
         let senders = keys.map(\.sender)
@@ -103,7 +105,10 @@ public final class PostgresStore: MessageStore, GroupStore, ReceiptStore, Sendab
         return try await access { [self] in
             let rows = try await client.query(
                 """
-                SELECT \(unescaped: Self.messageColumns), m.sender_seq
+                SELECT \(unescaped: Self.messageColumns),
+                    CASE WHEN m.sender_seq > 0 THEN m.sender_seq ELSE coalesce(
+                        (SELECT i.seq FROM inbox i WHERE i.user_id = m.sender AND i.message_id = m.id ORDER BY i.seq DESC LIMIT 1), 0)
+                    END
                 FROM messages m JOIN unnest(\(senders), \(clientMsgIDs)) AS k(sender, client_msg_id)
                     ON m.sender = k.sender AND m.client_msg_id = k.client_msg_id
                 """, logger: logger)
