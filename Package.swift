@@ -351,7 +351,8 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "StagePersistTests", dependencies: ["StagePersist", "GatewayCore", "GatewayTesting"], swiftSettings: swiftSettings),
-        .testTarget(name: "StageFanoutTests", dependencies: ["StageFanout", "GatewayCore", "GatewayTesting"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "StageFanoutTests", dependencies: ["StageFanout", "StageID", "StagePersist", "GatewayCore", "GatewayTesting"], swiftSettings: swiftSettings),
         // Library targets' own unit tests (the end-to-end suites cover them over sockets too).
         .testTarget(name: "ChatClientTests", dependencies: ["ChatClient"], swiftSettings: swiftSettings),
         .testTarget(name: "GatewayServerTests", dependencies: ["GatewayServer"], swiftSettings: swiftSettings),

@@ -15,27 +15,6 @@ import Testing
 /// in seq order.
 @Suite("Cluster: a long-poll session survives kill -9 of its node", .serialized, .timeLimit(.minutes(2)))
 struct ClusterLongPollFailoverTests {
-    static func config(directory: URL, node: String, url: String) throws -> String {
-        let path = directory.appendingPathComponent("\(node).yaml").path
-        let yaml = """
-            node: { id: \(node), worker_id: auto, lease_ms: 3000 }
-            listen:
-              public: { host: 127.0.0.1, port: 0 }
-              admin: { host: 127.0.0.1, port: 0, token: admin-test-token }
-            store: { kind: postgres, url: "\(url)", pool_size: 4, durability: full, timeout_ms: 30000 }
-            media: { dir: "\(directory.path)/media", shared_dir: true }
-            presence: { grace_ms: 0, visibility: everyone }
-            pipeline:
-              - stage: auth
-                settings: { hs256_secret: "\(DurabilityTests.secret)" }
-              - stage: id
-              - stage: persist
-              - stage: fanout
-            """
-        try yaml.write(toFile: path, atomically: true, encoding: .utf8)
-        return path
-    }
-
     struct Reply {
         var status: Int
         var json: JSONObject?
@@ -70,10 +49,10 @@ struct ClusterLongPollFailoverTests {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("chatgate-lp-failover-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let a = try await ChildGateway.start(configPath: try Self.config(directory: directory, node: "node-a", url: url))
+        let a = try await ChildGateway.start(configPath: try ClusterFailoverTests.config(directory: directory, node: "node-a", url: url))
         let b: ChildGateway
         do {
-            b = try await ChildGateway.start(configPath: try Self.config(directory: directory, node: "node-b", url: url))
+            b = try await ChildGateway.start(configPath: try ClusterFailoverTests.config(directory: directory, node: "node-b", url: url))
         } catch {
             await a.kill9()
             throw error

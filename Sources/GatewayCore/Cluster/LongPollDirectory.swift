@@ -75,14 +75,7 @@ extension ServerFrame {
             let key = Array("\",\"seq\":".utf8)
             guard index + key.count < bytes.count, bytes[index..<index + key.count].elementsEqual(key) else { return nil }
             index += key.count
-            var value: Int64 = 0
-            var digits = 0
-            while index < bytes.count, bytes[index] >= UInt8(ascii: "0"), bytes[index] <= UInt8(ascii: "9"), digits < 18 {
-                value = value * 10 + Int64(bytes[index] - UInt8(ascii: "0"))
-                index += 1
-                digits += 1
-            }
-            return digits > 0 ? value : nil
+            return decimal(in: bytes, at: index)
         }
     }
 
@@ -96,16 +89,22 @@ extension ServerFrame {
                 if bytes[start..<start + key.count].elementsEqual(key) { break }
                 start += 1
             }
-            var index = start + key.count
+            let index = start + key.count
             guard index <= bytes.count else { return nil }
-            var value: Int64 = 0
-            var digits = 0
-            while index < bytes.count, bytes[index] >= UInt8(ascii: "0"), bytes[index] <= UInt8(ascii: "9"), digits < 18 {
-                value = value * 10 + Int64(bytes[index] - UInt8(ascii: "0"))
-                index += 1
-                digits += 1
-            }
-            return digits > 0 ? value : nil
+            return decimal(in: bytes, at: index)
         }
+    }
+
+    /// The decimal number (at most 18 digits) that starts at `index`, nil when none does.
+    private static func decimal(in bytes: UnsafeRawBufferPointer, at index: Int) -> Int64? {
+        var index = index
+        var value: Int64 = 0
+        var digits = 0
+        while index < bytes.count, bytes[index] >= UInt8(ascii: "0"), bytes[index] <= UInt8(ascii: "9"), digits < 18 {
+            value = value * 10 + Int64(bytes[index] - UInt8(ascii: "0"))
+            index += 1
+            digits += 1
+        }
+        return digits > 0 ? value : nil
     }
 }
