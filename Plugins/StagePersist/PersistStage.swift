@@ -45,7 +45,7 @@ public struct PersistStage: Stage {
     /// The body's JSON size, counted without serializing it (the gateway serializes the body
     /// once, for the store); past `limit` the count may stop early at some larger value.
     static func encodedSize(_ body: JSONValue, limit: Int) -> Int {
-        EncodedSize.of(body, limit: limit)
+        body.jsonByteCount(stoppingAbove: limit)
     }
 
     public static let factory = StageFactory(

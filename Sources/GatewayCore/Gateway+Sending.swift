@@ -130,22 +130,31 @@ extension Gateway {
                 let entered = Set(seqs.map(\.user))
                 withoutSeq += pending.inboxes.filter { !entered.contains($0) }
             }
-            var unsequenced: ByteBuffer?
-            for user in withoutSeq {
-                let reached = hub.deliver(to: user, exceptSession: pending.originSession) {
-                    let frame = unsequenced ?? ServerFrame.message(message, seq: nil)
-                    unsequenced = frame
-                    return frame
-                }
-                if reached > 0 { stats.deliveries.wrappingIncrement(by: reached, ordering: .relaxed) }
-                if cluster.isOnlineElsewhere(user) {
-                    let frame = unsequenced ?? ServerFrame.message(message, seq: nil)
-                    unsequenced = frame
-                    remote.append(ClusterDelivery(user: user, frame: frame))
-                }
-            }
+            deliverUnsequenced(message, to: withoutSeq, except: pending.originSession, hub: hub, stats: stats, cluster: cluster, remote: &remote)
         }
         if !remote.isEmpty { cluster.forward(remote) }
+    }
+
+    /// `message` without a seq to the sessions of `users` here (but `originSession`), and to
+    /// `remote` for those live on other nodes: one frame built, when first needed.
+    private static func deliverUnsequenced(
+        _ message: StoredMessage, to users: [String], except originSession: String?, hub: SessionHub, stats: GatewayStats,
+        cluster: any ClusterBus, remote: inout [ClusterDelivery]
+    ) {
+        var unsequenced: ByteBuffer?
+        for user in users {
+            let reached = hub.deliver(to: user, exceptSession: originSession) {
+                let frame = unsequenced ?? ServerFrame.message(message, seq: nil)
+                unsequenced = frame
+                return frame
+            }
+            if reached > 0 { stats.deliveries.wrappingIncrement(by: reached, ordering: .relaxed) }
+            if cluster.isOnlineElsewhere(user) {
+                let frame = unsequenced ?? ServerFrame.message(message, seq: nil)
+                unsequenced = frame
+                remote.append(ClusterDelivery(user: user, frame: frame))
+            }
+        }
     }
 
     /// Frames that came from another node for `user`'s sessions here (`ClusterBus`): delivered
@@ -163,22 +172,10 @@ extension Gateway {
         if cluster.isOnlineElsewhere(user) { cluster.forward([ClusterDelivery(user: user, frame: frame)]) }
     }
 
+    /// A message of a pipeline without `persist`: live only, no inbox and so no seq.
     static func deliverEphemeral(_ pending: PendingMessage, hub: SessionHub, stats: GatewayStats, cluster: any ClusterBus = NoClusterBus()) {
-        var frame: ByteBuffer?
         var remote: [ClusterDelivery] = []
-        for user in pending.inboxes {
-            let reached = hub.deliver(to: user, exceptSession: pending.originSession) {
-                let f = frame ?? ServerFrame.message(pending.message, seq: nil)
-                frame = f
-                return f
-            }
-            if reached > 0 { stats.deliveries.wrappingIncrement(by: reached, ordering: .relaxed) }
-            if cluster.isOnlineElsewhere(user) {
-                let f = frame ?? ServerFrame.message(pending.message, seq: nil)
-                frame = f
-                remote.append(ClusterDelivery(user: user, frame: f))
-            }
-        }
+        deliverUnsequenced(pending.message, to: pending.inboxes, except: pending.originSession, hub: hub, stats: stats, cluster: cluster, remote: &remote)
         if !remote.isEmpty { cluster.forward(remote) }
     }
 
@@ -194,7 +191,7 @@ extension Gateway {
             return true
         }
         guard allowed else { return }
-        var envelope = Envelope(kind: .typing, sender: principal, ref: frame.ref, frame: frame.object, to: to, timestamp: clock.nowMillis())
+        var envelope = Envelope(kind: .typing, sender: principal, ref: frame.ref, frame: frame.object, to: to, timestamp: now)
         guard try await runStages(&envelope, reply: reply) else { return }
         let recipients = try await Recipients.resolve(to: envelope.to ?? to, sender: principal.user, groups: stores.groups)
         let bytes = ServerFrame.typing(from: principal.user, to: envelope.to ?? to)

@@ -120,7 +120,54 @@ public struct JSONWriter: Sendable {
     }
 }
 
+extension JSONWriter {
+    /// How many bytes `string(_:)` writes for `text`: its quotes, and the escapes it writes
+    /// (`\"`, `\\`, `\n`, `\r`, `\t`, `\b`, `\f` take 2 bytes, other control characters 6).
+    public static func encodedLength(ofString text: String) -> Int {
+        var count = 2
+        for byte in text.utf8 {
+            switch byte {
+            case 0x22, 0x5C, 0x0A, 0x0D, 0x09, 0x08, 0x0C: count += 2
+            case 0..<0x20: count += 6
+            default: count += 1
+            }
+        }
+        return count
+    }
+}
+
 extension JSONValue {
+    /// The length of `jsonBytes`, counted without writing them; once past `limit` the count may
+    /// stop early at some larger value. For a bound on a value that is serialized later anyway.
+    public func jsonByteCount(stoppingAbove limit: Int = .max) -> Int {
+        var total = 0
+        addJSONByteCount(to: &total, limit: limit)
+        return total
+    }
+
+    private func addJSONByteCount(to total: inout Int, limit: Int) {
+        if total > limit { return }
+        switch self {
+        case .null: total += 4
+        case .bool(let flag): total += flag ? 4 : 5
+        case .number(let text): total += text.utf8.count
+        case .string(let text): total += JSONWriter.encodedLength(ofString: text)
+        case .array(let elements):
+            total += 2 + max(0, elements.count - 1)
+            for element in elements {
+                element.addJSONByteCount(to: &total, limit: limit)
+                if total > limit { return }
+            }
+        case .object(let object):
+            total += 2 + max(0, object.members.count - 1)
+            for member in object.members {
+                total += JSONWriter.encodedLength(ofString: member.key) + 1
+                member.value.addJSONByteCount(to: &total, limit: limit)
+                if total > limit { return }
+            }
+        }
+    }
+
     /// Compact JSON text of this value.
     public var jsonText: String {
         var writer = JSONWriter()
