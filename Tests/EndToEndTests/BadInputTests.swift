@@ -271,6 +271,13 @@ struct BadInputTests {
         #expect(answer.headers["cache-control"] == "no-store")
         let bad = try await gateway.request(.GET, "/v1/lp/poll?session=\(alice.session)&timeout_ms=99999", token: alice.token)
         #expect(bad.status == 400)
+        // `ack` (the highest seq the client holds) must be a seq: bad_frame, the session stays.
+        for ack in ["-1", "x", "99999999999999999999"] {
+            let refused = try await gateway.request(.GET, "/v1/lp/poll?session=\(alice.session)&timeout_ms=0&ack=\(ack)", token: alice.token)
+            #expect(refused.status == 400, "ack=\(ack)")
+            #expect(refused.body.contains("bad_frame"), "ack=\(ack): \(refused.body)")
+        }
+        #expect(try await gateway.request(.GET, "/v1/lp/poll?session=\(alice.session)&timeout_ms=0&ack=0", token: alice.token).status == 200)
         // Preflight from an unknown origin: no Access-Control-Allow-Origin, never '*'.
         let unknown = try await gateway.request(.OPTIONS, "/v1/lp/send", headers: [("Origin", "https://evil.example"), ("Access-Control-Request-Method", "POST")])
         #expect(unknown.headers["access-control-allow-origin"] == nil)
