@@ -254,8 +254,8 @@ public final class BackgroundProcess: Sendable {
         }
     }
 
+    /// Keeps `line`, then tells `seen`: whoever wakes on `seen` finds the line in `output` too.
     private func append(_ line: String) {
-        seen.update { $0.log += line + "\n" }
         let matched: [(CheckedContinuation<String?, Never>)] = state.withLock { state in
             state.lines.append(line)
             if state.lines.count > 2_000 { state.lines.removeFirst(1_000) }
@@ -267,11 +267,11 @@ public final class BackgroundProcess: Sendable {
             }
             return matched
         }
+        seen.update { $0.log += line + "\n" }
         for continuation in matched { continuation.resume(returning: line) }
     }
 
     private func finish(_ status: TerminationStatus) {
-        seen.update { $0.exited = true }
         let (waiters, lineWaiters) = state.withLock { state in
             state.status = state.status ?? status
             defer {
@@ -280,6 +280,7 @@ public final class BackgroundProcess: Sendable {
             }
             return (state.waiters, state.lineWaiters.map(\.continuation))
         }
+        seen.update { $0.exited = true }
         for waiter in waiters { waiter.resume() }
         for waiter in lineWaiters { waiter.resume(returning: nil) }
     }
