@@ -89,6 +89,12 @@ public final class PostgresTestServer: Sendable {
     }
 
     /// The URL of the server's `postgres` database.
+    /// The last `bytes` of the server's log, for a failure message.
+    public func logTail(_ bytes: Int = 2_000) -> String {
+        let log = (try? String(contentsOfFile: directory + "/server.log", encoding: .utf8)) ?? ""
+        return String(log.suffix(bytes))
+    }
+
     public var adminURL: String { "postgres://postgres@127.0.0.1:\(port)/postgres" }
 
     /// Creates an empty database and returns its URL.
@@ -101,11 +107,12 @@ public final class PostgresTestServer: Sendable {
         return "postgres://postgres@127.0.0.1:\(port)/\(name)"
     }
 
-    /// Starts the server (again, after `stop`); returns once it accepts connections.
-    public func start() throws {
+    /// Starts the server (again, after `stop`); returns once it accepts connections, or throws
+    /// after `timeoutSeconds` (crash recovery on a loaded machine can take a while).
+    public func start(timeoutSeconds: Int = 60) throws {
         let options = "-p \(port) -h 127.0.0.1 -k \(directory) -c fsync=on -c synchronous_commit=on -c max_connections=300"
             + " -c shared_buffers=64MB -c listen_addresses=127.0.0.1"
-        try runAsServerUser("pg_ctl", ["-D", directory + "/data", "-o", options, "-l", directory + "/server.log", "-w", "-t", "60", "start"])
+        try runAsServerUser("pg_ctl", ["-D", directory + "/data", "-o", options, "-l", directory + "/server.log", "-w", "-t", String(timeoutSeconds), "start"])
     }
 
     /// Stops the server: `immediate` (the default) is like a crash (committed data survives,
