@@ -86,6 +86,9 @@ public struct BenchCommand: AsyncParsableCommand {
     @Option(name: .customLong("database-url"), help: "With --postgres: a PostgreSQL server (postgres://USER@HOST:PORT/DB, a user that may create databases) instead of a private one.")
     var databaseURL: String?
 
+    @Option(name: .customLong("commits-in-flight"), help: "With --postgres: the nodes' store.commits_in_flight (1...8; default: the gateway's, 2).")
+    var commitsInFlight: Int?
+
     @Flag(name: .customLong("serve-baseline"), help: .hidden)
     var serveBaseline = false
 
@@ -118,6 +121,7 @@ public struct BenchCommand: AsyncParsableCommand {
         p.verbose = !quiet
         p.postgres = postgres
         p.databaseURL = databaseURL
+        p.commitsInFlight = commitsInFlight
         try p.validate()
         return p
     }

@@ -72,6 +72,8 @@ public struct BenchParameters: Sendable, Equatable {
     /// The PostgreSQL server for `postgres` (a URL whose user may create databases); nil: the
     /// bench starts a private one.
     public var databaseURL: String?
+    /// With `postgres`: the nodes' `store.commits_in_flight`; nil: the gateway's default.
+    public var commitsInFlight: Int?
 
     /// The defaults of `scenario`, which match the peers' workloads.
     public init(scenario: BenchScenario) {
@@ -170,6 +172,10 @@ public struct BenchParameters: Sendable, Equatable {
             try Self.check(
                 databaseURL.hasPrefix("postgres://") || databaseURL.hasPrefix("postgresql://"),
                 "--database-url must be a postgres:// URL (was \(databaseURL))")
+        }
+        if let commitsInFlight {
+            try Self.check(postgres, "--commits-in-flight is for --postgres")
+            try Self.check((1...8).contains(commitsInFlight), "--commits-in-flight must be 1...8 (was \(commitsInFlight))")
         }
         if postgres {
             try Self.check(scenario == .relay, "--postgres applies to 'relay' only (was '\(scenario.rawValue)')")

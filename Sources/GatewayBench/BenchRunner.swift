@@ -64,7 +64,8 @@ public struct BenchRunner: Sendable {
                 var row: [Measurement] = []
                 for kind in kinds {
                     log("run \(run)/\(parameters.runs): \(parameters.scenario.rawValue) against \(kind.label)")
-                    let server = try await ServerUnderTest.start(kind, binary: binary, cpu: serverCPU, postgres: postgres)
+                    let server = try await ServerUnderTest.start(
+                        kind, binary: binary, cpu: serverCPU, postgres: postgres, commitsInFlight: parameters.commitsInFlight)
                     do {
                         row.append(try await scenarios.measure(server))
                         await server.stop()
@@ -173,6 +174,7 @@ public struct BenchRunner: Sendable {
         config["runs"] = .int(p.runs)
         config["durability"] = p.scenario == .durable ? "full vs relaxed" : "full"
         if p.postgres { config["postgres"] = .string(p.databaseURL.map { _ in "--database-url" } ?? "private server") }
+        if let commitsInFlight = p.commitsInFlight { config["commits_in_flight"] = .int(commitsInFlight) }
         config["target"] = .string(p.url ?? "child process")
         return config
     }

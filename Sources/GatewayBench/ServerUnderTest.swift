@@ -71,11 +71,13 @@ final class ServerUnderTest: Sendable {
     }
 
     /// Starts the server (or connects nothing, for `--url`) and waits until it listens.
-    static func start(_ kind: ServerKind, binary: String, cpu: Int?, postgres: BenchPostgres? = nil) async throws -> ServerUnderTest {
+    static func start(
+        _ kind: ServerKind, binary: String, cpu: Int?, postgres: BenchPostgres? = nil, commitsInFlight: Int? = nil
+    ) async throws -> ServerUnderTest {
         switch kind {
         case .postgres(let nodes):
             guard let postgres else { throw BenchError("no PostgreSQL server for \(kind.label)") }
-            return try await startOnPostgres(nodes: nodes, postgres: postgres, binary: binary, cpu: cpu)
+            return try await startOnPostgres(nodes: nodes, postgres: postgres, binary: binary, cpu: cpu, commitsInFlight: commitsInFlight)
         case .external(let target, let secret):
             return ServerUnderTest(kind: kind, binary: binary, cpu: nil, directory: nil, secret: secret, child: nil, target: target)
         case .baseline:
@@ -164,7 +166,9 @@ final class ServerUnderTest: Sendable {
 
     /// `nodes` gateways on a fresh database of `postgres`, each with its own config (node id,
     /// worker id `auto`, port), started one after the other (the first applies the migrations).
-    private static func startOnPostgres(nodes: Int, postgres: BenchPostgres, binary: String, cpu: Int?) async throws -> ServerUnderTest {
+    private static func startOnPostgres(
+        nodes: Int, postgres: BenchPostgres, binary: String, cpu: Int?, commitsInFlight: Int?
+    ) async throws -> ServerUnderTest {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("chatgate-bench-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let url: String
@@ -180,7 +184,8 @@ final class ServerUnderTest: Sendable {
             for node in 0..<nodes {
                 let nodeDirectory = directory.appendingPathComponent("node\(node)")
                 try FileManager.default.createDirectory(at: nodeDirectory, withIntermediateDirectories: true)
-                let store = "store: { kind: postgres, url: \"\(url)\", pool_size: 16, durability: full }\n"
+                let inFlight = commitsInFlight.map { ", commits_in_flight: \($0)" } ?? ""
+                let store = "store: { kind: postgres, url: \"\(url)\", pool_size: 16, durability: full\(inFlight) }\n"
                     + "media: { dir: \"\(directory.appendingPathComponent("media").path)\", shared_dir: true }"
                 let text = configText(directory: nodeDirectory, port: 0, secret: secret, durability: "full")
                     .replacingOccurrences(of: "node: { id: bench-node, worker_id: 1 }", with: "node: { id: bench-node-\(node), worker_id: auto }")

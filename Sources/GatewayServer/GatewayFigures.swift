@@ -30,6 +30,8 @@ struct GatewayFigures: Sendable {
     var liveDeliveries: Int
     var slowConsumerCloses: Int
     var pendingCommits: Int
+    /// Batches the store refused for inbox order since start (PostgreSQL).
+    var orderRefusals: Int
     var stages: [StageFigures]
     /// Nil when the store could not answer (it is closed or failing).
     var store: StoreStatistics?
@@ -68,6 +70,7 @@ struct GatewayFigures: Sendable {
             liveDeliveries: s.deliveries.load(ordering: .relaxed),
             slowConsumerCloses: s.slowConsumers.load(ordering: .relaxed),
             pendingCommits: gateway.committer.pendingCount,
+            orderRefusals: gateway.committer.orderRefusals,
             stages: stages,
             store: store,
             reloads: reloads)

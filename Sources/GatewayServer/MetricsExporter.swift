@@ -35,6 +35,7 @@ final class MetricsExporter: Sendable {
         let longpoll: Gauge
         let usersOnline: Gauge
         let pendingCommits: Gauge
+        let orderRefusals: Counter
         let framesIn: Counter
         let framesOut: Counter
         let accepted: Counter
@@ -79,6 +80,7 @@ final class MetricsExporter: Sendable {
             longpoll: r.makeGauge(descriptor: Self.descriptor("connections", unit: "", help: Help.connections), labels: [("transport", "longpoll")]),
             usersOnline: r.makeGauge(descriptor: Self.descriptor("users_online", unit: "", help: "Users with at least one live session on this node.")),
             pendingCommits: r.makeGauge(descriptor: Self.descriptor("pending_commits", unit: "", help: "Messages waiting in the group-commit queue.")),
+            orderRefusals: r.makeCounter(descriptor: Self.descriptor("commit_order_refusals", unit: "total", help: Help.orderRefusals)),
             framesIn: r.makeCounter(descriptor: Self.descriptor("frames_in", unit: "total", help: "Client frames received, every transport.")),
             framesOut: r.makeCounter(descriptor: Self.descriptor("frames_out", unit: "total", help: "Frames sent to clients, every transport.")),
             accepted: r.makeCounter(descriptor: Self.descriptor("messages", unit: "total", help: Help.messages), labels: [("outcome", "accepted")]),
@@ -108,6 +110,7 @@ final class MetricsExporter: Sendable {
         static let messages = "Send frames that ended stored (accepted) or refused (rejected)."
         static let drops = "Sessions the node closed itself, by reason."
         static let push = "Push notifications, by outcome."
+        static let orderRefusals = "Batches PostgreSQL refused for inbox order (a later id was there first); each was re-stamped and committed again."
         static let reloads = "Pipeline reloads (POST /admin/reload, SIGHUP), by outcome."
         static let stageProcessed = "Frames a stage processed."
         static let stageRejected = "Frames a stage rejected."
@@ -134,6 +137,7 @@ final class MetricsExporter: Sendable {
         fixed.longpoll.set(Double(f.longpollConnections))
         fixed.usersOnline.set(Double(f.usersOnline))
         fixed.pendingCommits.set(Double(f.pendingCommits))
+        set(fixed.orderRefusals, f.orderRefusals)
         set(fixed.framesIn, f.framesIn)
         set(fixed.framesOut, f.framesOut)
         set(fixed.accepted, f.messagesAccepted)

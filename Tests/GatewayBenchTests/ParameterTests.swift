@@ -51,6 +51,8 @@ struct ParameterTests {
         (["fanout", "--postgres"], "--postgres applies to 'relay' only (was 'fanout')"),
         (["relay", "--database-url", "postgres://u@h/db"], "--database-url is for --postgres"),
         (["relay", "--postgres", "--database-url", "mysql://h/db"], "--database-url must be a postgres:// URL"),
+        (["relay", "--commits-in-flight", "2"], "--commits-in-flight is for --postgres"),
+        (["relay", "--postgres", "--commits-in-flight", "9"], "--commits-in-flight must be 1...8 (was 9)"),
         (["relay", "--postgres", "--url", "ws://127.0.0.1:8080/v1/ws", "--jwt-secret", "0123456789abcdef0123456789abcdef"], "--postgres starts its own gateways"),
     ])
     func badValuesAreRejectedWithAClearMessage(arguments: [String], message: String) throws {
