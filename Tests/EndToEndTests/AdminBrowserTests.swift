@@ -24,6 +24,9 @@ struct AdminBrowserTests {
         while received < 4 {
             received += try await bob.poll(timeoutMs: 2000).filter { $0["type"]?.stringValue == "message" }.count
         }
+        // alice's sends are counted after their acks went out (see `stats(until:)`): the page
+        // and the stats below must show the final figures.
+        #expect(try await gateway.stats { $0["messages_accepted"]?.int64Value == 4 }["messages_accepted"]?.int64Value == 4)
 
         let screenshot = PythonTools.root.appendingPathComponent("artifacts/dashboard.png")
         try? FileManager.default.removeItem(at: screenshot)

@@ -186,3 +186,21 @@ private struct CapturingHandler: LogHandler {
         capture.append("\(event.level) \(event.message) \(rendered)")
     }
 }
+
+extension TestGateway {
+    /// `/admin/stats` once `condition` holds for it, polled until `timeout` of real time (then
+    /// the last answer, for the test's own expectations to report).
+    ///
+    /// For counters bumped after the frame a test waits on went out: a WebSocket sender's ack
+    /// is written by the committer right after its batch's deliveries, and only then does the
+    /// session count the message in `messages_accepted` (`PendingSend.complete`), so a test
+    /// that reads the stats as soon as it has the ack can find the count one short.
+    func stats(until condition: @Sendable (JSONObject) -> Bool, timeout: Duration = .seconds(15)) async throws -> JSONObject {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let stats = try #require(try await request(.GET, "/admin/stats", token: AdminTests.token, admin: true).json)
+            if condition(stats) || ContinuousClock.now >= deadline { return stats }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+}

@@ -79,7 +79,8 @@ struct AdminTests {
         #expect(replies.first?["type"]?.stringValue == "ack")
         #expect(try await alice.nextFrame()["type"]?.stringValue == "message")
 
-        let stats = try #require(try await gateway.request(.GET, "/admin/stats", token: Self.token, admin: true).json)
+        // alice's sends are counted after their acks went out (see `stats(until:)`).
+        let stats = try await gateway.stats { $0["messages_accepted"]?.int64Value == 4 }
         #expect(stats["connections"]?["websocket"]?.int64Value == 1)
         #expect(stats["connections"]?["longpoll"]?.int64Value == 1)
         #expect(stats["users_online"]?.int64Value == 2)
@@ -155,6 +156,9 @@ struct AdminTests {
             _ = try await client.frames(until: "ack")
             clients.append(client)
         }
+        // The last sender's message is counted after its ack went out (see `stats(until:)`).
+        let counted = try await gateway.stats { $0["messages_accepted"]?.int64Value == 51 }
+        #expect(counted["messages_accepted"]?.int64Value == 51)
         let text = try await gateway.request(.GET, "/metrics", token: Self.token, admin: true).body
         let after = try await PythonTools.parseMetrics(text)
         #expect(after.count == before.count, "series: \(before.count) → \(after.count)")
