@@ -252,6 +252,7 @@ struct AdminTests {
         let path = directory.appendingPathComponent("config.yaml").path
         try TestGateway.yaml(directory: directory, extra: "", pipeline: nil).write(toFile: path, atomically: true, encoding: .utf8)
         let child = try await ChildGateway.start(configPath: path)
+        defer { child.killNow() }  // no gateway left running when the test throws
         let token = try await AuthStageFactory.mintHS256(
             secret: TestGateway.secret, user: "alice", ttlSeconds: 3600, now: SystemClock().nowMillis(), issuer: nil, audience: nil)
         let (alice, status, _) = try await WebSocketStream.connect(port: child.publicPort, headers: [("Authorization", "Bearer \(token)")])

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import GatewayTesting
 import Testing
 
@@ -50,6 +53,12 @@ final class ChildGateway: Sendable {
 
     func kill9() async {
         await process.kill()
+    }
+
+    /// SIGKILL now, without waiting for the exit (its runner task reaps it): for `defer`, which
+    /// cannot await, so that a test that throws leaves no gateway running. Nothing once exited.
+    func killNow() {
+        process.signal(SIGKILL)
     }
 
     /// SIGTERM and wait: the graceful path. Returns the exit code (-1 when a signal ended it).

@@ -122,6 +122,8 @@ struct DurabilityTests {
         let configPath = try Self.config(directory: directory, backend: backend)
         let users = ["u0", "u1", "u2", "u3"]
         var server = try await ChildGateway.start(configPath: configPath)
+        // No gateway left running when the test throws (`server` is the one running then).
+        defer { server.killNow() }
 
         // One group with every user, created through the REST API.
         var create = HTTPClientRequest(url: "http://127.0.0.1:\(server.publicPort)/v1/groups")

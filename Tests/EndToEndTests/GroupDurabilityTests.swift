@@ -72,6 +72,8 @@ struct GroupDurabilityTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let configPath = try Self.config(directory: directory, backend: backend)
         var server = try await ChildGateway.start(configPath: configPath)
+        // No gateway left running when the test throws (`server` is the one running then).
+        defer { server.killNow() }
 
         var create = HTTPClientRequest(url: "http://127.0.0.1:\(server.publicPort)/v1/groups")
         create.method = .POST

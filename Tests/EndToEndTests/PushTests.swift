@@ -221,6 +221,7 @@ struct PushTests {
                 settings: { allow_http: true, backoff_ms: 200, max_backoff_ms: 200, max_attempts: 100, lease_ms: 1000, providers: { webhook: { secret: "hook-secret" } } }
             """.write(toFile: path, atomically: true, encoding: .utf8)
         let first = try await ChildGateway.start(configPath: path)
+        defer { first.killNow() }  // no gateway left running when the test throws
         let http = HTTPTestClient(port: first.publicPort)
         let bobToken = try await TestGatewayTokens.token("bob")
         let registered = try await http.request("POST", "/v1/devices", token: bobToken, body: #"{"platform": "webhook", "url": "\#(receiver.url)"}"#)
@@ -236,6 +237,7 @@ struct PushTests {
         receiver.setStatus(200)
         // The restarted gateway may send it while it is still starting: count from before.
         let second = try await ChildGateway.start(configPath: path)
+        defer { second.killNow() }
         #expect(try await receiver.waitFor(seen + 1))
         let delivered = try #require(receiver.bodies.last)
         #expect(delivered["user"] == "bob" && delivered["messages"]?.arrayValue?.first?["from"] == "alice")
