@@ -98,6 +98,8 @@ public final class DurabilityChecker: Sendable {
     private let state = Mutex<(operations: [Key: Operation], order: [Key])>(([:], []))
     /// How many operations have an `ok`, for `waitForAcks`.
     private let acks = Observed(0)
+    /// Actions of `whenAcked` not yet run: the ack count each waits for.
+    private let triggers = Mutex<[(count: Int, action: @Sendable () -> Void)]>([])
 
     public init() {}
 
@@ -136,7 +138,29 @@ public final class DurabilityChecker: Sendable {
             }
             return !wasAcked && !operation.ackedIDs.isEmpty
         }
-        if firstAck { acks.update { $0 += 1 } }
+        guard firstAck else { return }
+        acks.update { $0 += 1 }
+        let count = acks.value
+        let due = triggers.withLock { triggers in
+            let due = triggers.filter { $0.count <= count }
+            triggers.removeAll { $0.count <= count }
+            return due
+        }
+        for trigger in due { trigger.action() }
+    }
+
+    /// Runs `action` once `count` operations have an `ok`: synchronously, inside the `acked`
+    /// call that made it so (at once if they already have). A test that kills a server after n
+    /// acks signals it here: a task woken by `waitForAcks` may run only after the pumps, on a
+    /// busy 2-core machine, have had every remaining message acked, and nothing is then
+    /// killed mid-stream.
+    public func whenAcked(_ count: Int, _ action: @escaping @Sendable () -> Void) {
+        let now = triggers.withLock { triggers -> Bool in
+            if acks.value >= count { return true }
+            triggers.append((count, action))
+            return false
+        }
+        if now { action() }
     }
 
     /// Returns once `count` operations have an `ok` (true), or after `timeout` (false): how a

@@ -125,6 +125,9 @@ struct ClusterFailoverTests {
         let log = DurabilityChecker()
         let killAfter = Int.random(in: 150...400)
         let (portA, portB) = (nodeA.publicPort, b.publicPort)
+        // Killed inside the ack that reaches killAfter, not by a task woken later (which, on a
+        // busy machine, could run after every message was acked).
+        log.whenAcked(killAfter) { nodeA.killNow() }
         await withTaskGroup(of: Void.self) { group in
             for user in users {
                 group.addTask {
@@ -133,7 +136,7 @@ struct ClusterFailoverTests {
                 }
             }
             group.addTask {
-                while log.ackedCount < killAfter { try? await Task.sleep(for: .milliseconds(2)) }
+                _ = await log.waitForAcks(killAfter)
                 await nodeA.kill9()
                 // A's worker id, from the id of a message A acked.
                 var workerA: Int?

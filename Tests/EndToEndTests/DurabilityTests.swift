@@ -143,6 +143,8 @@ struct DurabilityTests {
         let killAfter = Int.random(in: 300...1200)
         let port = server.publicPort
         let firstServer = server
+        // Killed inside the ack that reaches killAfter, not by a task woken later.
+        log.whenAcked(killAfter) { firstServer.killNow() }
         await withTaskGroup(of: Void.self) { group in
             for user in users {
                 group.addTask { await Self.pump(port: port, user: user, messages: plans[user]!, groupMembers: Set(users), window: 16, log: log) }

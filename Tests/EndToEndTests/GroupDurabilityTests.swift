@@ -92,6 +92,8 @@ struct GroupDurabilityTests {
         let killAfter = Int.random(in: 20...150)
         let port = server.publicPort
         let firstServer = server
+        // Killed inside the ack that reaches killAfter, not by a task woken later.
+        log.whenAcked(killAfter) { firstServer.killNow() }
         await withTaskGroup(of: Void.self) { group in
             for sender in Self.senders {
                 group.addTask { await DurabilityTests.pump(port: port, user: sender, messages: plans[sender]!, groupMembers: memberSet, window: 8, log: log) }
