@@ -15,7 +15,7 @@ struct ClusterFailoverTests {
     static func config(directory: URL, node: String, url: String) throws -> String {
         let path = directory.appendingPathComponent("\(node).yaml").path
         let yaml = """
-            node: { id: \(node), worker_id: auto, lease_ms: 3000 }
+            node: { id: \(node), worker_id: auto, lease_ms: 6000 }
             listen:
               public: { host: 127.0.0.1, port: 0 }
               admin: { host: 127.0.0.1, port: 0, token: admin-test-token }
@@ -150,11 +150,11 @@ struct ClusterFailoverTests {
                     Issue.record("no message acked by node A")
                     return
                 }
-                // While A's lease lives (renewed at most a second before the kill, for 3 s), its
-                // worker id goes to nobody.
+                // While A's lease lives (renewed at most 2 s before the kill, for 6 s: at least
+                // 4 s for the start below on a loaded machine), its worker id goes to nobody.
                 let conflict = await #expect(throws: GatewayError.self) {
                     let c = try await TestGateway.start(
-                        extra: "node: { id: node-c, worker_id: \(killedWorker), lease_ms: 3000 }\nstore: { kind: postgres, url: \"\(url)\", pool_size: 2 }")
+                        extra: "node: { id: node-c, worker_id: \(killedWorker), lease_ms: 6000 }\nstore: { kind: postgres, url: \"\(url)\", pool_size: 2 }")
                     await c.stop()
                 }
                 #expect(conflict?.code == .conflict)
