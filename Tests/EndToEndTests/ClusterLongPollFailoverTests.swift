@@ -195,7 +195,9 @@ struct ClusterLongPollFailoverTests {
         #expect(reply.status == 200)
         let ack = (reply.json?["frames"]?.arrayValue ?? []).first?.objectValue
         #expect(ack?["type"]?.stringValue == "ack" && ack?["ref"]?.stringValue == "r1", "\(String(describing: reply.json))")
-        #expect(b.output.contains("long-poll session re-homed"), "B's log says it took the session")
+        // B's log comes through a pipe our reader drains on its own schedule: wait for the line
+        // rather than read the output kept so far (it can lag behind B's HTTP answers).
+        #expect(await b.process.line(where: { $0.contains("long-poll session re-homed") }, timeout: .seconds(15)) != nil, "B's log says it took the session")
 
         // Another user's token finds nothing; closing ends it everywhere.
         let eve = try await DurabilityTests.token("eve")
