@@ -41,13 +41,15 @@ struct TLSTests {
     }
 
     @Test func longPollSessionsExpireWithoutPolls() async throws {
-        let gateway = try await TestGateway.start(extra: "longpoll: { session_ttl_ms: 2000 }")
+        // Real time: a TTL of 5 s leaves a loaded machine ample time (the sweep every ttl/4 may
+        // expire a session ttl * 3/4 after its last poll) for the request right after the poll.
+        let gateway = try await TestGateway.start(extra: "longpoll: { session_ttl_ms: 5000 }")
         let alice = try await LongPollClient.open(gateway, user: "alice")
         // A poll longer than the TTL keeps the session alive while it waits.
-        #expect(try await alice.poll(timeoutMs: 3000).isEmpty)
+        #expect(try await alice.poll(timeoutMs: 6000).isEmpty)
         #expect(try await gateway.request(.GET, "/v1/lp/poll?session=\(alice.session)&timeout_ms=0", token: alice.token).status == 200)
         // No poll for longer than the TTL: expired, and alice is offline.
-        let deadline = Date().addingTimeInterval(15)
+        let deadline = Date().addingTimeInterval(30)
         var status = 200
         while status == 200, Date() < deadline {
             try await Task.sleep(for: .milliseconds(100))  // the sweep runs every ttl/4; this only paces the check
