@@ -287,10 +287,11 @@ struct BadInputTests {
     }
 }
 
-/// One raw HTTP/1.1 exchange over a fresh TCP connection: what the server sent before it
-/// closed the connection or `timeout` passed.
+/// One raw HTTP/1.1 exchange over a fresh TCP connection: the server's response (its head, and
+/// its body as far as `Content-Length` or the last chunk says), what it sent before it closed
+/// the connection, or what came before `timeout` passed.
 enum RawHTTP {
-    static func send(port: Int, _ request: String, timeout: Double = 5) async throws -> String {
+    static func send(port: Int, _ request: String, timeout: Double = 15) async throws -> String {
         let collector = ResponseCollector()
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelInitializer { channel in
@@ -298,10 +299,29 @@ enum RawHTTP {
             }
             .connect(host: "127.0.0.1", port: port).get()
         try await channel.writeAndFlush(ByteBuffer(string: request)).get()
-        // Wait for the status line and headers (the server may keep the connection open).
-        _ = await collector.seen.wait(timeout: .milliseconds(Int(timeout * 1000))) { $0.text.contains("\r\n\r\n") || $0.closed }
+        // Wait for the whole response (the server may keep the connection open): the head can
+        // arrive in one read and the body in the next, and tests look at both.
+        _ = await collector.seen.wait(timeout: .milliseconds(Int(timeout * 1000))) { isComplete($0.text) || $0.closed }
         try? await channel.close().get()
         return collector.text
+    }
+
+    /// Whether `text` holds a whole response: its head, then as many body bytes as its
+    /// `Content-Length` says, or a chunked body through its last chunk (a head with neither,
+    /// a 101 or a 1xx, is whole at once).
+    static func isComplete(_ text: String) -> Bool {
+        guard let end = text.range(of: "\r\n\r\n") else { return false }
+        let head = text[..<end.lowerBound].lowercased()
+        let body = text[end.upperBound...]
+        for line in head.split(separator: "\r\n") {
+            if line.hasPrefix("content-length:"), let length = Int(line.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) {
+                return body.utf8.count >= length
+            }
+            if line.hasPrefix("transfer-encoding:"), line.contains("chunked") {
+                return body.hasPrefix("0\r\n\r\n") || body.contains("\r\n0\r\n\r\n")
+            }
+        }
+        return true
     }
 
     /// Everything a server sends on a fresh socket until it closes it, the client sending
