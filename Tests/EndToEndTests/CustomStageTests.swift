@@ -166,7 +166,7 @@ struct CustomStageTests {
 
               - stage: webhook
                 name: moderation
-                settings: { url: "\(service.url)", secret: "\(secret)", timeout_ms: 2000 }
+                settings: { url: "\(service.url)", secret: "\(secret)", timeout_ms: 8000 }
 
             """ + Self.store
         let gateway = try await TestGateway.startFromFile(pipeline: pipeline)
@@ -200,7 +200,9 @@ struct CustomStageTests {
         // The service goes away: on_error reject answers `unavailable` with a retry hint.
         await service.stop()
         alice.send(sendFrame(to: .user("bob"), body: "anyone there?", id: "h4", ref: "r4"))
-        let unavailable = try await alice.nextFrame()
+        // The stage's pooled connection may outlive the service's shutdown: then the call ends
+        // at timeout_ms rather than at once.
+        let unavailable = try await alice.nextFrame(timeout: 30)
         #expect(unavailable["code"] == "unavailable")
         #expect(unavailable["retry_after_ms"] != nil)
         alice.close()
