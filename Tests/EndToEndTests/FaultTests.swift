@@ -58,7 +58,9 @@ struct FaultTests {
 
     @Test func aSlowStoreFillsTheCommitQueueAndSendsAreRefusedNotLost() async throws {
         let gateway = try await TestGateway.start(extra: "limits: { max_pending_commits: 4 }")
-        gateway.bootstrap.faults.delayCommits(byMilliseconds: 300)
+        // 1 s a commit: the 12 sends arrive within one commit however slowly a loaded machine
+        // reads them (with 300 ms, four sends read more than 75 ms apart all fitted the queue).
+        gateway.bootstrap.faults.delayCommits(byMilliseconds: 1000)
         var clients: [WebSocketStream] = []
         for n in 0..<12 { clients.append(try await gateway.connect("u\(n)").0) }
         for (n, client) in clients.enumerated() { client.send(sendFrame(to: .user("sink"), body: .int(n), id: "s\(n)")) }
