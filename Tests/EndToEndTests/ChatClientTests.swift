@@ -113,6 +113,8 @@ struct ChatClientTests {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         var (server, port, configPath) = try await Self.startOnAFreePort(directory: directory)
+        // No gateway left running when the test throws (`server` is the one running then).
+        defer { server.killNow() }
 
         let alice = Self.client("alice", port: port, transport: transport)
         let bob = Self.client("bob", port: port, transport: transport)

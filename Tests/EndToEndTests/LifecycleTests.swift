@@ -176,6 +176,7 @@ struct ChurnMemoryTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let configPath = try DurabilityTests.config(directory: directory)
         let server = try await ChildGateway.start(configPath: configPath)
+        defer { server.killNow() }  // no gateway left running when the test throws
         let tokens = try await withThrowingTaskGroup(of: String.self) { group in
             for user in 0..<50 { group.addTask { try await DurabilityTests.token("c\(user)") } }
             return try await group.reduce(into: []) { $0.append($1) }
