@@ -75,16 +75,31 @@ public final class PostgresTestServer: Sendable {
 
     private init(binDirectory: String) throws {
         self.binDirectory = binDirectory
-        asPostgresUser = getuid() == 0
+        let asPostgresUser = getuid() == 0
+        self.asPostgresUser = asPostgresUser
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("chatgate-pg-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         self.directory = directory
         if asPostgresUser {
             try Self.run("/bin/chown", ["postgres", directory])
         }
-        port = try Self.freePort()
-        try runAsServerUser("initdb", ["-D", directory + "/data", "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions"])
-        try start()
+        try Self.runAsServerUser(
+            binDirectory: binDirectory, asPostgresUser: asPostgresUser, "initdb",
+            ["-D", directory + "/data", "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions"])
+        // A port free when asked can be taken before the server binds it (tests running in
+        // parallel bind port 0 and connect from ephemeral ports all the time): the start then
+        // fails, and with it every PostgreSQL test of the process. Another port is tried.
+        var chosen: Int?
+        for attempt in 1...5 where chosen == nil {
+            let candidate = try Self.freePort()
+            do {
+                try Self.start(binDirectory: binDirectory, asPostgresUser: asPostgresUser, directory: directory, port: candidate)
+                chosen = candidate
+            } catch where attempt < 5 {
+                continue
+            }
+        }
+        port = chosen ?? 0
         Self.registerCleanup(self)
     }
 
@@ -110,9 +125,15 @@ public final class PostgresTestServer: Sendable {
     /// Starts the server (again, after `stop`); returns once it accepts connections, or throws
     /// after `timeoutSeconds` (crash recovery on a loaded machine can take a while).
     public func start(timeoutSeconds: Int = 60) throws {
+        try Self.start(binDirectory: binDirectory, asPostgresUser: asPostgresUser, directory: directory, port: port, timeoutSeconds: timeoutSeconds)
+    }
+
+    private static func start(binDirectory: String, asPostgresUser: Bool, directory: String, port: Int, timeoutSeconds: Int = 60) throws {
         let options = "-p \(port) -h 127.0.0.1 -k \(directory) -c fsync=on -c synchronous_commit=on -c max_connections=300"
             + " -c shared_buffers=64MB -c listen_addresses=127.0.0.1"
-        try runAsServerUser("pg_ctl", ["-D", directory + "/data", "-o", options, "-l", directory + "/server.log", "-w", "-t", String(timeoutSeconds), "start"])
+        try runAsServerUser(
+            binDirectory: binDirectory, asPostgresUser: asPostgresUser, "pg_ctl",
+            ["-D", directory + "/data", "-o", options, "-l", directory + "/server.log", "-w", "-t", String(timeoutSeconds), "start"])
     }
 
     /// Stops the server: `immediate` (the default) is like a crash (committed data survives,
@@ -122,6 +143,10 @@ public final class PostgresTestServer: Sendable {
     }
 
     private func runAsServerUser(_ tool: String, _ arguments: [String]) throws {
+        try Self.runAsServerUser(binDirectory: binDirectory, asPostgresUser: asPostgresUser, tool, arguments)
+    }
+
+    private static func runAsServerUser(binDirectory: String, asPostgresUser: Bool, _ tool: String, _ arguments: [String]) throws {
         if asPostgresUser {
             try Self.run("/sbin/runuser", ["-u", "postgres", "--", binDirectory + "/" + tool] + arguments)
         } else {
