@@ -190,7 +190,7 @@ struct MediaTests {
             // Declares 100 MiB, sends 64 KiB, and waits for the answer: it comes although most of
             // the body never does.
             let head = "POST /v1/media HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(token)\r\nContent-Type: text/plain\r\nContent-Length: 104857600\r\n\r\n"
-            let answer = try await RawHTTP.send(port: gateway.port, head + String(repeating: "a", count: 65536), timeout: 10)
+            let answer = try await RawHTTP.send(port: gateway.port, head + String(repeating: "a", count: 65536), timeout: 30)
             #expect(answer.hasPrefix("HTTP/1.1 413"), "\(answer.prefix(200))")
             #expect(answer.contains("too_large"))
         } catch {
