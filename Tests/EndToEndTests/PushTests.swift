@@ -156,12 +156,19 @@ struct PushTests {
         bob.send(["type": "delivered", "seq": "x", "ref": "d"])
         let refused = try await bob.nextFrame()
         #expect(refused["type"] == "error" && refused["code"] == "bad_frame" && refused["ref"] == "d")
-        // The figures are real.
-        let stats = try await gateway.request(.GET, "/admin/stats", token: "admin-test-token", admin: true)
-        #expect(stats.json?["push"] == ["sent": 2, "failed": 0, "queued": 0])
-        let metrics = try await gateway.request(.GET, "/metrics", token: "admin-test-token", admin: true)
+        // The figures are real. The receiver counts a request when it arrives, the gateway a
+        // notification once the answer is back: wait for the figures, do not read them once.
+        let stats = try await gateway.stats { $0["push"] == ["sent": 2, "failed": 0, "queued": 0] }
+        #expect(stats["push"] == ["sent": 2, "failed": 0, "queued": 0])
+        let sentLine = #"chatgate_push_provider_total{provider="webhook",outcome="sent"} 2"#
+        var metrics = try await gateway.request(.GET, "/metrics", token: "admin-test-token", admin: true)
+        let deadline = ContinuousClock.now + .seconds(15)
+        while !metrics.body.contains(sentLine), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+            metrics = try await gateway.request(.GET, "/metrics", token: "admin-test-token", admin: true)
+        }
         #expect(metrics.body.contains("chatgate_push_cancelled_total 1"))
-        #expect(metrics.body.contains(#"chatgate_push_provider_total{provider="webhook",outcome="sent"} 2"#))
+        #expect(metrics.body.contains(sentLine))
         alice.close()
         bob.close()
         carol.close()
