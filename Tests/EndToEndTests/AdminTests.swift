@@ -331,6 +331,9 @@ struct AdminTests {
         // bob is untouched.
         bob.send(["type": "ping", "ref": "p"])
         #expect(try await bob.nextFrame()["type"]?.stringValue == "pong")
+        // A kicked socket's session ends on its event loop right after the close frame is
+        // written: the client can read that frame first, so the list is waited for.
+        #expect(await TeardownCheck.wait { gateway.gateway.hub.sessions(of: "alice").isEmpty })
         let remaining = try #require(try await gateway.request(.GET, "/admin/connections", token: Self.token, admin: true).json)
         #expect(remaining["sessions"]?.arrayValue?.allSatisfy { $0["user"]?.stringValue == "bob" } == true)
         bob.close()
