@@ -18,8 +18,10 @@ final class ChildGateway: Sendable {
             .appendingPathComponent(".build/debug/chatgate")
     }
 
-    /// Starts `chatgate serve --config configPath` and returns once it says it listens.
-    static func start(configPath: String, environment: [String: String] = [:], timeout: Duration = .seconds(30)) async throws -> ChildGateway {
+    /// Starts `chatgate serve --config configPath` and returns once it says it listens (within
+    /// `timeout`: a start on PostgreSQL runs every migration on a fresh database first, slow on a
+    /// loaded 2-core machine).
+    static func start(configPath: String, environment: [String: String] = [:], timeout: Duration = .seconds(60)) async throws -> ChildGateway {
         var env = environment
         env["LOG_LEVEL"] = env["LOG_LEVEL"] ?? "info"
         let process = try await BackgroundProcess.start(binary.path, ["serve", "--config", configPath], environment: env)
