@@ -33,6 +33,26 @@ struct DurabilityCheckerTests {
         #expect(log.unacked(sender: "alice").isEmpty)
     }
 
+    /// `whenAcked` runs inside the `acked` call that reaches its count (a kill lands there, not
+    /// in a task woken later), once, and at once when the count was already reached; a resent
+    /// operation acked again does not count twice.
+    @Test func whenAckedRunsInsideTheAckThatReachesItsCount() {
+        let log = DurabilityChecker()
+        let fired = Observed<[String]>([])
+        log.whenAcked(2) { fired.update { $0.append("two") } }
+        for cid in ["a1", "a2", "a3"] { log.sent(sender: "alice", clientMsgID: cid, to: .user("bob"), recipients: ["alice", "bob"]) }
+        log.acked(sender: "alice", clientMsgID: "a1", id: "100")
+        log.sent(sender: "alice", clientMsgID: "a1", to: .user("bob"), recipients: ["alice", "bob"])
+        log.acked(sender: "alice", clientMsgID: "a1", id: "100")
+        #expect(fired.value.isEmpty, "one operation acked twice is one ack")
+        log.acked(sender: "alice", clientMsgID: "a2", id: "101")
+        #expect(fired.value == ["two"], "run before acked returned")
+        log.acked(sender: "alice", clientMsgID: "a3", id: "102")
+        #expect(fired.value == ["two"], "once")
+        log.whenAcked(1) { fired.update { $0.append("one") } }
+        #expect(fired.value == ["two", "one"], "a count already reached runs at once")
+    }
+
     @Test func lostWhenAckedButInNoInbox() {
         let (log, _) = Self.cleanRun()
         let inbox = [Self.message(100, seq: 1, from: "alice", to: .user("bob"), cid: "a1")]
