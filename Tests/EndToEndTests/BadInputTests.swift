@@ -172,13 +172,13 @@ struct BadInputTests {
 
     @Test func authFrameFlow() async throws {
         // No auth within auth_timeout_ms: close 4001. (A gateway of its own with a short
-        // timeout; the flows below keep the default, so a loaded machine cannot time them out.)
+        // timeout; the flows below get a minute, so a loaded machine cannot time them out.)
         let hasty = try await TestGateway.start(extra: "limits: { auth_timeout_ms: 500 }")
         let (idle, _, _) = try await WebSocketStream.connect(port: hasty.port)
         #expect(try await idle.closeCode(timeout: 10) == 4001)
         await hasty.stop()
 
-        let gateway = try await TestGateway.start()
+        let gateway = try await TestGateway.start(extra: "limits: { auth_timeout_ms: 60000 }")
         // A frame before auth: unauthorized and close 4001.
         let (early, _, _) = try await WebSocketStream.connect(port: gateway.port)
         early.send(["type": "ping", "ref": "p"])

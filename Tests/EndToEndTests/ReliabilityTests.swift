@@ -187,7 +187,9 @@ struct ReliabilityTests {
 
     @Test
     func aTokenLessUpgradeHoldsItsPlaceSoItsAuthFrameIsNeverOverCapacity() async throws {
-        let gateway = try await TestGateway.start(extra: "limits: { max_connections: 1 }")
+        // A minute for the auth frame (the default 5 s is real time the steps below could use
+        // up on a loaded machine).
+        let gateway = try await TestGateway.start(extra: "limits: { max_connections: 1, auth_timeout_ms: 60000 }")
         // A token-less upgrade takes the only place; the next socket is answered 503 at accept,
         // token or not, and the first one's `auth` then opens its session.
         let (late, lateStatus, _) = try await WebSocketStream.connect(port: gateway.port)
