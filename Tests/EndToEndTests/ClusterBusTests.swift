@@ -19,7 +19,7 @@ struct ClusterBusTests {
     static func node(_ id: String, _ url: String) -> String {
         """
         node: { id: \(id), worker_id: auto, lease_ms: 6000 }
-        store: { kind: postgres, url: "\(url)", pool_size: 4 }
+        store: { kind: postgres, url: "\(url)", pool_size: 4, timeout_ms: 30000 }
         presence: { grace_ms: 0, visibility: everyone }
         """
     }

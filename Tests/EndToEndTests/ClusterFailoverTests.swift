@@ -154,7 +154,7 @@ struct ClusterFailoverTests {
                 // 4 s for the start below on a loaded machine), its worker id goes to nobody.
                 let conflict = await #expect(throws: GatewayError.self) {
                     let c = try await TestGateway.start(
-                        extra: "node: { id: node-c, worker_id: \(killedWorker), lease_ms: 6000 }\nstore: { kind: postgres, url: \"\(url)\", pool_size: 2 }")
+                        extra: "node: { id: node-c, worker_id: \(killedWorker), lease_ms: 6000 }\nstore: { kind: postgres, url: \"\(url)\", pool_size: 2, timeout_ms: 30000 }")
                     await c.stop()
                 }
                 #expect(conflict?.code == .conflict)

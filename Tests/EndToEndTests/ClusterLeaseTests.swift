@@ -10,7 +10,8 @@ import Testing
 /// cleanly stopped node gives its id back at once.
 @Suite("Cluster node leases at start")
 struct ClusterLeaseTests {
-    static func store(_ url: String) -> String { "store: { kind: postgres, url: \"\(url)\", pool_size: 4 }" }
+    /// timeout_ms 30000: see openPostgres in PostgresStoreTests (the default 5 s on a loaded 2-core machine).
+    static func store(_ url: String) -> String { "store: { kind: postgres, url: \"\(url)\", pool_size: 4, timeout_ms: 30000 }" }
 
     @Test func nodesLeaseDistinctWorkerIDsAndAFixedTakenOneRefusesTheStart() async throws {
         guard let server = try PostgresTestServer.shared() else {
