@@ -65,6 +65,11 @@ final class TestGateway: Sendable {
             // Blobs in the test's own directory, never the working directory's data/ (shared by
             // the test's nodes: media backend fs is refused on PostgreSQL otherwise).
             ("media", "media: { dir: \"\(directory.path)/media\", shared_dir: true }"),
+            // Test clients send no heartbeats: with the default 30 s, a session that only receives
+            // was closed (heartbeat timeout) mid-test when a loaded machine made a test that long.
+            ("presence", "presence: { offline_after_ms: 600000 }"),
+            // Likewise a long-poll session not polled while a slow test does other work.
+            ("longpoll", "longpoll: { session_ttl_ms: 600000 }"),
         ]
         // A section given in `extra` replaces the default one.
         let given = Set(extra.split(separator: "\n").compactMap { line in line.split(separator: ":").first.map(String.init) })
