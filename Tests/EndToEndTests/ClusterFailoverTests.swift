@@ -12,6 +12,8 @@ import Testing
 /// node while A's lease lives; A's users go offline for watchers on B once the lease ran out.
 @Suite("Cluster: kill -9 of a node under traffic", .serialized, .timeLimit(.minutes(2)))
 struct ClusterFailoverTests {
+    /// A node's config. offline_after_ms 600000: the watcher on B only listens (test clients
+    /// send no heartbeats), and must not be closed for silence on a slow run.
     static func config(directory: URL, node: String, url: String) throws -> String {
         let path = directory.appendingPathComponent("\(node).yaml").path
         let yaml = """
@@ -21,7 +23,7 @@ struct ClusterFailoverTests {
               admin: { host: 127.0.0.1, port: 0, token: admin-test-token }
             store: { kind: postgres, url: "\(url)", pool_size: 6, durability: full, timeout_ms: 30000 }
             media: { dir: "\(directory.path)/media", shared_dir: true }
-            presence: { grace_ms: 0, visibility: everyone }
+            presence: { grace_ms: 0, visibility: everyone, offline_after_ms: 600000 }
             pipeline:
               - stage: auth
                 settings: { hs256_secret: "\(DurabilityTests.secret)" }
