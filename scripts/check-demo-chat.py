@@ -197,7 +197,11 @@ def main():
             " return b ? Number(b.textContent) : 0")
         result["bob_synced_seq"] = bob.execute_script("return Number(document.body.dataset.synced || 0)")
         bob.find_element(By.CSS_SELECTOR, '[data-testid=conversation][data-key="user:alice"]').click()
-        wait(bob, "bob sees what he missed", lambda d: line_with(d, "while you were away 1") and line_with(d, "while you were away 2"))
+        # The two he missed come with the catch-up sync, the earlier two with the conversation's
+        # history, loaded on the click: wait for all four before reading the lines (reading
+        # once the new two showed could be before the history arrived).
+        wait(bob, "bob sees what he missed and the conversation before it",
+             lambda d: all(line_with(d, t) for t in ("hello bob", "hi alice", "while you were away 1", "while you were away 2")))
         result["bob_after_return"] = [line["text"] for line in lines(bob)]
         result["steps"].append("offline catch-up")
 
