@@ -28,7 +28,11 @@ public enum ClusterMembership {
                 try await lease.acquire(worker: worker)
                 return lease
             } catch let error as GatewayError where error.code == .conflict {
-                guard let worker, ContinuousClock.now < deadline, try await lease.holder(of: worker) == configuration.node.id else { throw error }
+                guard let worker, ContinuousClock.now < deadline else { throw error }
+                // nil: the lease ran out between the two reads; acquiring it again may succeed now.
+                let holder = try await lease.holder(of: worker)
+                guard holder == nil || holder == configuration.node.id else { throw error }
+                if holder == nil { continue }
                 logger.warning(
                     "worker id \(worker) is still leased by an earlier run of node '\(configuration.node.id)'; waiting for the lease to run out")
                 try await Task.sleep(for: .milliseconds(200))
