@@ -34,7 +34,7 @@ final class WebSocketConnection: SessionConnection, Sendable {
     var gateway: Gateway { environment.gateway }
     /// The connection's owner, on the channel's event loop.
     let owner: NIOLoopBound<WebSocketSessionHandler>
-    let eventLoop: any EventLoop
+    var eventLoop: any EventLoop { owner.eventLoop }
     let remoteAddress: String?
     /// Where frames for the client wait for the event loop.
     let outbox: LoopOutbox
@@ -57,7 +57,6 @@ final class WebSocketConnection: SessionConnection, Sendable {
     init(environment: WebSocketEnvironment, owner: NIOLoopBound<WebSocketSessionHandler>, remoteAddress: String?) {
         self.environment = environment
         self.owner = owner
-        self.eventLoop = owner.eventLoop
         self.remoteAddress = remoteAddress
         self.outbox = environment.outboxes.outbox(for: owner.eventLoop)
         environment.stats.live.websocketConnections.wrappingIncrement(ordering: .relaxed)

@@ -38,10 +38,11 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// characters: each fragment is checked as it arrives, so invalid UTF-8 fails fast (1007).
     private var fragmentsValidUTF8 = 0
     private var fragmentOpcode: WebSocketOpcode = .text
-    /// Frames the socket could not take yet. Starts with one slot, not `CircularBuffer`'s
-    /// default 16 (~400 B per idle connection); it grows by doubling when a slow socket needs
-    /// it, up to `outbound_queue` frames (the connection's bound counts these too).
-    private var backlog = CircularBuffer<ByteBuffer>(initialCapacity: 1)
+    /// Frames the socket could not take yet; nil (no storage: an idle connection carries none)
+    /// until the socket first refuses one, and again once they are all written. It grows by
+    /// doubling while a slow socket needs it, up to `outbound_queue` frames (the connection's
+    /// bound counts these too).
+    private var backlog: CircularBuffer<ByteBuffer>?
     /// Deliveries that came before the session's `hello` went out; nil once it has.
     private var heldForHello: [ByteBuffer]? = []
     /// Written by `take` and not flushed yet.
@@ -400,7 +401,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
             let held = heldForHello ?? []
             heldForHello = nil
             for frame in held { writeCounted(frame) }
-            if backlog.isEmpty, !held.isEmpty { _ = connection?.setWaiting(false) }
+            if backlog == nil, !held.isEmpty { _ = connection?.setWaiting(false) }
         case .afterHello, .now:
             writeCounted(buffer)
         }
@@ -416,12 +417,13 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// Writes a counted frame, or keeps it in the backlog while the socket cannot take more.
     private func writeCounted(_ buffer: ByteBuffer) {
         guard let context else { return }
-        if backlog.isEmpty, context.channel.isWritable {
+        if backlog == nil, context.channel.isWritable {
             context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: buffer)), promise: nil)
             unflushed = true
             connection?.written(1)
         } else {
-            backlog.append(buffer)
+            if backlog == nil { backlog = CircularBuffer(initialCapacity: 4) }
+            backlog?.append(buffer)
             keep()
         }
     }
@@ -435,13 +437,14 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         var written = 0
-        while context.channel.isWritable, let next = backlog.popFirst() {
+        while context.channel.isWritable, let next = backlog?.popFirst() {
             context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: next)), promise: nil)
             written += 1
         }
+        if backlog?.isEmpty == true { backlog = nil }
         if written > 0 {
             connection?.written(written)
-            if backlog.isEmpty, heldForHello?.isEmpty ?? true { _ = connection?.setWaiting(false) }
+            if backlog == nil, heldForHello?.isEmpty ?? true { _ = connection?.setWaiting(false) }
         }
         context.flush()
         context.fireChannelWritabilityChanged()
@@ -449,8 +452,8 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     /// Drops the frames not written yet (the connection is closing or gone), uncounting them.
     private func dropOutbound() {
-        let dropped = backlog.count + (heldForHello?.count ?? 0)
-        backlog.removeAll()
+        let dropped = (backlog?.count ?? 0) + (heldForHello?.count ?? 0)
+        backlog = nil
         heldForHello = nil
         if dropped > 0 { connection?.written(dropped) }
     }
