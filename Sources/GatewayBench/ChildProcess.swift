@@ -1,4 +1,5 @@
 import Foundation
+import LocalProcess
 import Synchronization
 
 #if canImport(Glibc)
@@ -78,20 +79,10 @@ final class ChildProcess: Sendable {
             for pointer in cEnv { free(pointer) }
         }
         // The child starts with no signal blocked and every signal at its default action, as
-        // `LocalProcess.run` does: a child inherits the mask of the thread that spawns it, and a
-        // thread of a test process may block SIGTERM, which `stop` sends first.
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var none = sigset_t()
-        sigemptyset(&none)
-        var all = sigset_t()
-        sigfillset(&all)
-        posix_spawnattr_setsigmask(&attributes, &none)
-        posix_spawnattr_setsigdefault(&attributes, &all)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        // `LocalProcess.run`'s do: a thread of a test process may block SIGTERM, which `stop`
+        // sends first.
         var pid: pid_t = 0
-        let result = posix_spawn(&pid, argv[0], &actions, &attributes, cArgs, cEnv)
+        let result = LocalProcess.withDefaultSignals { attributes in posix_spawn(&pid, argv[0], &actions, attributes, cArgs, cEnv) }
         close(fds[1])
         guard result == 0 else {
             close(fds[0])

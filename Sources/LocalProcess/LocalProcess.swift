@@ -7,6 +7,24 @@ import Glibc
 /// What the bench and the tests both need to run a local server by hand: a program run to its
 /// end from synchronous code, a free port of 127.0.0.1, and where Debian keeps PostgreSQL.
 public enum LocalProcess {
+    /// Calls `body` with `posix_spawn` attributes under which the child starts with no signal
+    /// blocked and every signal at its default action: a child inherits the signal mask of the
+    /// thread that spawns it, and a thread of a test process may block signals (SIGTERM,
+    /// SIGCHLD), so a `kill` would not end the child.
+    public static func withDefaultSignals<T>(_ body: (UnsafePointer<posix_spawnattr_t>) throws -> T) rethrows -> T {
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t()
+        sigemptyset(&none)
+        var all = sigset_t()
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        return try body(&attributes)
+    }
+
     /// Runs `path arguments…` to its end and returns its exit status (128 + the signal's number
     /// when a signal ended it, as a shell reports it). stdin is /dev/null; stdout and stderr go to `outputPath` (a file, not a pipe: a
     /// server the program starts, as `pg_ctl` does, inherits them and a pipe would never reach
@@ -19,23 +37,10 @@ public enum LocalProcess {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        // The child starts with no signal blocked and every signal at its default action: a
-        // thread of a test process may block signals (SIGTERM, SIGCHLD), and a child inherits
-        // the mask of the thread that spawns it, so `kill` would not end it.
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var none = sigset_t()
-        sigemptyset(&none)
-        var all = sigset_t()
-        sigfillset(&all)
-        posix_spawnattr_setsigmask(&attributes, &none)
-        posix_spawnattr_setsigdefault(&attributes, &all)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
         var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, path, &actions, &attributes, argv, environ)
+        let spawned = withDefaultSignals { attributes in posix_spawn(&pid, path, &actions, attributes, argv, environ) }
         guard spawned == 0 else { throw LocalProcessError("cannot run \(path): error \(spawned)") }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) == -1 {
