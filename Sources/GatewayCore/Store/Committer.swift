@@ -217,7 +217,11 @@ public final class Committer: Sendable {
                     defer { state.idleWaiters = [] }
                     return .stop(state.idleWaiters)
                 }
-                if state.inFlight >= commitsInFlight { return .wait(state.batchEnded) }
+                // Committing, or committed and waiting to be delivered after an earlier batch:
+                // at most `commitsInFlight` of each.
+                if state.inFlight >= commitsInFlight || state.started - state.finished >= UInt64(2 * commitsInFlight) {
+                    return .wait(state.batchEnded)
+                }
                 var pending: [PendingMessage] = [], tickets: [CommitTicket] = []
                 var users: Set<String> = []
                 if state.inFlight == 0 && state.queue.count <= maxBatch {
@@ -283,17 +287,21 @@ public final class Committer: Sendable {
         }
         guard drains else { return }
         while true {
-            let (next, idle): ((@Sendable () -> Void)?, [CheckedContinuation<Void, Never>]) = state.withLock { state in
+            let (next, ended, idle): ((@Sendable () -> Void)?, CommitGate?, [CheckedContinuation<Void, Never>]) = state.withLock { state in
                 if let next = state.readyToFinish.removeValue(forKey: state.finished) {
                     state.finished += 1
-                    return (next, [])
+                    return (next, nil, [])
                 }
                 state.finishing = false
-                guard !state.flushing, state.inFlight == 0, state.finished == state.started else { return (nil, []) }
+                // The driver may wait for batches to be delivered before it starts another.
+                let ended = state.batchEnded
+                state.batchEnded = CommitGate()
+                guard !state.flushing, state.inFlight == 0, state.finished == state.started else { return (nil, ended, []) }
                 defer { state.idleWaiters = [] }
-                return (nil, state.idleWaiters)
+                return (nil, ended, state.idleWaiters)
             }
             guard let next else {
+                ended?.open()
                 for waiter in idle { waiter.resume() }
                 return
             }
