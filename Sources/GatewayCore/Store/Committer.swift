@@ -217,11 +217,7 @@ public final class Committer: Sendable {
                     defer { state.idleWaiters = [] }
                     return .stop(state.idleWaiters)
                 }
-                // Committing, or committed and waiting to be delivered after an earlier batch:
-                // at most `commitsInFlight` of each.
-                if state.inFlight >= commitsInFlight || state.started - state.finished >= UInt64(2 * commitsInFlight) {
-                    return .wait(state.batchEnded)
-                }
+                if state.inFlight >= commitsInFlight { return .wait(state.batchEnded) }
                 var pending: [PendingMessage] = [], tickets: [CommitTicket] = []
                 var users: Set<String> = []
                 if state.inFlight == 0 && state.queue.count <= maxBatch {
@@ -287,21 +283,17 @@ public final class Committer: Sendable {
         }
         guard drains else { return }
         while true {
-            let (next, ended, idle): ((@Sendable () -> Void)?, CommitGate?, [CheckedContinuation<Void, Never>]) = state.withLock { state in
+            let (next, idle): ((@Sendable () -> Void)?, [CheckedContinuation<Void, Never>]) = state.withLock { state in
                 if let next = state.readyToFinish.removeValue(forKey: state.finished) {
                     state.finished += 1
-                    return (next, nil, [])
+                    return (next, [])
                 }
                 state.finishing = false
-                // The driver may wait for batches to be delivered before it starts another.
-                let ended = state.batchEnded
-                state.batchEnded = CommitGate()
-                guard !state.flushing, state.inFlight == 0, state.finished == state.started else { return (nil, ended, []) }
+                guard !state.flushing, state.inFlight == 0, state.finished == state.started else { return (nil, []) }
                 defer { state.idleWaiters = [] }
-                return (nil, ended, state.idleWaiters)
+                return (nil, state.idleWaiters)
             }
             guard let next else {
-                ended?.open()
                 for waiter in idle { waiter.resume() }
                 return
             }
