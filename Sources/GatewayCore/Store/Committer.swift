@@ -16,11 +16,9 @@ import Synchronization
 /// again, at most `maxOrderRetries` times. There, `commitsInFlight` above 1 keeps up to that
 /// many batches in flight at once, on separate store connections, with no user in two of them:
 /// a queued message one of whose users is in a batch in flight waits (and so does every later
-/// message for its users) until that batch's commit has returned. Batches are delivered and
-/// answered in the order they started, so the next batch for a user commits while the one
-/// before is still being delivered. Each inbox then still gets its entries, seqs and live
-/// deliveries in order, and no batch waits in the store on the row locks of another of this
-/// node.
+/// message for its users) until that batch was delivered and answered. Each inbox then still
+/// gets its entries, seqs and live deliveries in order, and no batch waits in the store on the
+/// row locks of another of this node.
 public final class Committer: Sendable {
     public typealias Delivery = @Sendable (_ batch: [PendingMessage], _ outcomes: [CommitOutcome]) -> Void
 
@@ -36,20 +34,11 @@ public final class Committer: Sendable {
         var idleWaiters: [CheckedContinuation<Void, Never>] = []
         /// The id source of the latest send: what re-stamps a batch refused for inbox order.
         var ids: (any MessageIDSource)?
-        /// Batches committing (with `commitsInFlight` above 1).
+        /// Batches in flight (with `commitsInFlight` above 1).
         var inFlight = 0
-        /// The users of the batches committing (each in at most one of them): a queued message
-        /// for one of them waits until that batch's commit has returned.
+        /// The users of the batches in flight (each in at most one of them): a queued message
+        /// for one of them waits until that batch was delivered and answered.
         var busyUsers: Set<String> = []
-        /// Batches the driver started, and those delivered and answered (in start order): all
-        /// are done when the two are equal.
-        var started: UInt64 = 0
-        var finished: UInt64 = 0
-        /// Delivery and answers of committed batches, by start number, waiting for the ones
-        /// started before them.
-        var readyToFinish: [UInt64: @Sendable () -> Void] = [:]
-        /// Whether a task is running the ready finishes in order.
-        var finishing = false
         /// Opened (and replaced) whenever a batch in flight ends: the driver waits on it for a
         /// free slot or for a waiting message's users to be free.
         var batchEnded = CommitGate()
@@ -202,7 +191,7 @@ public final class Committer: Sendable {
     private enum Step {
         case stop([CheckedContinuation<Void, Never>])
         case wait(CommitGate)
-        case start(pending: [PendingMessage], tickets: [CommitTicket], users: Set<String>, number: UInt64)
+        case start(pending: [PendingMessage], tickets: [CommitTicket], users: Set<String>)
     }
 
     /// Up to `commitsInFlight` batches at a time (an `OrderedCommitStore`), no user in two of
@@ -213,7 +202,7 @@ public final class Committer: Sendable {
             let step: Step = state.withLock { state in
                 if state.queue.isEmpty {
                     state.flushing = false
-                    guard state.inFlight == 0, state.finished == state.started else { return .stop([]) }
+                    guard state.inFlight == 0 else { return .stop([]) }
                     defer { state.idleWaiters = [] }
                     return .stop(state.idleWaiters)
                 }
@@ -245,8 +234,7 @@ public final class Committer: Sendable {
                 }
                 state.inFlight += 1
                 state.busyUsers.formUnion(users)
-                defer { state.started += 1 }
-                return .start(pending: pending, tickets: tickets, users: users, number: state.started)
+                return .start(pending: pending, tickets: tickets, users: users)
             }
             switch step {
             case .stop(let idle):
@@ -254,50 +242,23 @@ public final class Committer: Sendable {
                 return
             case .wait(let gate):
                 await gate.wait()
-            case .start(let pending, let tickets, let users, let number):
+            case .start(let pending, let tickets, let users):
                 Task {
                     let (batch, result) = await commitBatch(pending)
-                    // The store is done with these users: their next batch may commit while
-                    // this one is delivered.
-                    let ended: CommitGate = state.withLock { state in
+                    finish(batch, result, tickets: tickets)
+                    let (ended, idle): (CommitGate, [CheckedContinuation<Void, Never>]) = state.withLock { state in
                         state.inFlight -= 1
                         state.busyUsers.subtract(users)
-                        defer { state.batchEnded = CommitGate() }
-                        return state.batchEnded
+                        let ended = state.batchEnded
+                        state.batchEnded = CommitGate()
+                        guard !state.flushing, state.inFlight == 0 else { return (ended, []) }
+                        defer { state.idleWaiters = [] }
+                        return (ended, state.idleWaiters)
                     }
                     ended.open()
-                    finishInOrder(number) { self.finish(batch, result, tickets: tickets) }
+                    for waiter in idle { waiter.resume() }
                 }
             }
-        }
-    }
-
-    /// Runs the delivery and answers of batch `number` once those of every batch started before
-    /// it ran (at once when they did): whoever finds finishes ready runs them, in order.
-    private func finishInOrder(_ number: UInt64, _ work: @escaping @Sendable () -> Void) {
-        let drains: Bool = state.withLock { state in
-            state.readyToFinish[number] = work
-            if state.finishing { return false }
-            state.finishing = true
-            return true
-        }
-        guard drains else { return }
-        while true {
-            let (next, idle): ((@Sendable () -> Void)?, [CheckedContinuation<Void, Never>]) = state.withLock { state in
-                if let next = state.readyToFinish.removeValue(forKey: state.finished) {
-                    state.finished += 1
-                    return (next, [])
-                }
-                state.finishing = false
-                guard !state.flushing, state.inFlight == 0, state.finished == state.started else { return (nil, []) }
-                defer { state.idleWaiters = [] }
-                return (nil, state.idleWaiters)
-            }
-            guard let next else {
-                for waiter in idle { waiter.resume() }
-                return
-            }
-            next()
         }
     }
 
@@ -395,7 +356,7 @@ public final class Committer: Sendable {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let idle = state.withLock { state in
                 state.closed = true
-                if !state.flushing && state.inFlight == 0 && state.finished == state.started { return true }
+                if !state.flushing && state.inFlight == 0 { return true }
                 state.idleWaiters.append(continuation)
                 return false
             }
